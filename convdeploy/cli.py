@@ -1,0 +1,160 @@
+"""``convdeploy`` command line: a thin shell over the public API; every flag maps to a config
+field. User errors print one message with the fix and exit 2 (traceback only with --debug)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from .config import DEFAULT_TARGETS, DataConfig, DeployConfig, MeasureConfig, ModelSource
+from .errors import ConvdeployError
+
+EXIT_USER_ERROR = 2
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(v) for v in text.lower().replace("x", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or H,W, got {text!r}")
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected N or H,W, got {text!r}")
+    return (parts[0], parts[-1])
+
+
+def _add_export_args(p: argparse.ArgumentParser) -> None:
+    from convdeploy.models.zoo import DEFAULT_MODEL
+
+    p.add_argument("model", nargs="?", default=DEFAULT_MODEL,
+                   help="zoo name, package.module:factory, or a .pt2 file "
+                        f"(default: the embedded demo, {DEFAULT_MODEL})")
+    p.add_argument("--weights", help="checkpoint (state dict), loaded with weights_only=True")
+    q = p.add_argument_group("quantization")
+    q.add_argument("--int8", action="store_true",
+                   help="quantize: int8 per-channel weights, uint8 per-tensor activations")
+    q.add_argument("--per-tensor", action="store_true", help="per-tensor weights (comparison)")
+    q.add_argument("--calibration", choices=["minmax", "percentile", "mse"], default="minmax")
+    q.add_argument("--percentile", type=float, default=99.99)
+    q.add_argument("--act-dtype", choices=["uint8", "int8"], default="uint8",
+                   help="activation codes (uint8 lets onnxruntime use its int8 kernels on x86)")
+    q.add_argument("--exclude", default="", help="comma-separated layers kept in float")
+    d = p.add_argument_group("data")
+    d.add_argument("--calib", help="calibration images: ImageFolder dir or .npz")
+    d.add_argument("--eval", help="evaluation images (labels from class folders or 'y')")
+    d.add_argument("--calib-size", type=int, default=512)
+    d.add_argument("--eval-limit", type=int, help="evaluate on a random subset of N samples")
+    d.add_argument("--size", type=_size, help="input size N or H,W")
+    d.add_argument("--resize", type=int, help="resize the shorter side before center crop")
+    d.add_argument("--mean", type=_floats, help="per-channel mean, e.g. 0.485,0.456,0.406")
+    d.add_argument("--std", type=_floats, help="per-channel std, e.g. 0.229,0.224,0.225")
+    m = p.add_argument_group("targets and measurement")
+    m.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
+                   help="comma-separated (see `convdeploy targets`); reference is always run")
+    m.add_argument("--batch-size", type=int, default=32, help="latency batch size")
+    m.add_argument("--threads", type=int, help="runtime threads (default: all cores)")
+    m.add_argument("--repeats", type=int, default=50, help="timed runs per latency figure")
+    p.add_argument("--out", type=Path, default=Path("convdeploy-out"))
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _scheme(args: argparse.Namespace):
+    from convdeploy.quant.scheme import INT8_ACT, INT8_WEIGHT_PER_TENSOR, UINT8_ACT, W8A8
+
+    if not args.int8:
+        return None
+    scheme = W8A8.with_(calibration=args.calibration, percentile=args.percentile,
+                        activations=UINT8_ACT if args.act_dtype == "uint8" else INT8_ACT,
+                        exclude=tuple(x for x in args.exclude.split(",") if x))
+    return scheme.with_(weights=INT8_WEIGHT_PER_TENSOR) if args.per_tensor else scheme
+
+
+def config_from_args(args: argparse.Namespace) -> DeployConfig:
+    try:
+        measure = MeasureConfig(batch_size=args.batch_size, repeats=args.repeats)
+        if args.threads:
+            measure = replace(measure, threads=args.threads)
+        data = DataConfig(calib=args.calib, eval=args.eval, calib_size=args.calib_size,
+                          eval_limit=args.eval_limit, size=args.size, mean=args.mean,
+                          std=args.std, resize=args.resize)
+        scheme = _scheme(args)
+    except ValueError as exc:
+        raise ConvdeployError(f"bad option: {exc}", fix="see `convdeploy export --help`")
+    targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    return DeployConfig(model=ModelSource(args.model, args.weights), data=data, scheme=scheme,
+                        targets=targets, measure=measure, out=args.out,
+                        overwrite=args.overwrite, progress=not args.no_progress)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .pipeline import run
+
+    report = run(config_from_args(args))
+    print(report.table())
+    print(f"\nwrote {args.out}/report.json, {args.out}/report.md and the model files")
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from convdeploy.targets import registry
+
+    rows = [("target", "status", "consumes", "description")]
+    for name in registry.names():
+        try:
+            target = registry.get(name)
+        except Exception as exc:  # noqa: BLE001 - a broken third-party target must not hide others
+            rows.append((name, f"broken: {exc}", "-", "-"))
+            continue
+        reason = target.unavailable()
+        rows.append((name, "ready" if reason is None else f"unavailable: {reason}",
+                     ",".join(f.value for f in target.formats), target.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="convdeploy",
+        description="Deploy a trained ConvNet to quantized targets and prove how far each "
+                    "deployed model is from float.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    export = sub.add_parser("export", help="export (and quantize), run on targets, report")
+    _add_export_args(export)
+    export.set_defaults(func=cmd_export)
+    targets = sub.add_parser("targets", help="list targets and whether each can run here")
+    targets.set_defaults(func=cmd_targets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConvdeployError as exc:
+        if debug:
+            raise
+        print(f"convdeploy: error: {exc.problem}", file=sys.stderr)
+        if exc.fix:
+            print(f"  fix: {exc.fix}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("convdeploy: interrupted; nothing was written to --out", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Run configuration: frozen, typed dataclasses. The CLI parses flags into these at the edge;
+every flag maps to one field here."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from convdeploy.quant.scheme import QuantScheme
+
+DEFAULT_TARGETS = ("cpu-ort", "cpu-openvino")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A zoo name, ``package.module:factory``, or a ``.pt2`` path; plus an optional checkpoint."""
+
+    ref: str = "digits-convnet"
+    weights: str | None = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Calibration and evaluation sets (ImageFolder dirs or .npz) and preprocessing overrides.
+
+    ``size``/``mean``/``std``/``resize`` override the model's own preprocessing (zoo models carry
+    theirs; other models default to RGB scaled to [0, 1] at the data's native size).
+    """
+
+    calib: str | None = None
+    eval: str | None = None
+    calib_size: int = 512
+    eval_limit: int | None = None
+    size: tuple[int, int] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    resize: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.calib_size < 1:
+            raise ValueError("calib_size must be at least 1")
+        if self.eval_limit is not None and self.eval_limit < 1:
+            raise ValueError("eval_limit must be at least 1")
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """How accuracy and latency are measured: latency is warm-up runs, then the median and p90
+    of ``repeats`` timed runs at batch 1 and at ``batch_size``."""
+
+    batch_size: int = 32
+    eval_batch_size: int = 100
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    warmup: int = 10
+    repeats: int = 50
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "eval_batch_size", "threads", "repeats"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    """One ``pipeline.run``: model -> (quantize) -> export -> run on targets -> report in ``out``.
+
+    ``scheme=None`` exports and checks the float model only.
+    """
+
+    model: ModelSource = field(default_factory=ModelSource)
+    data: DataConfig = field(default_factory=DataConfig)
+    scheme: QuantScheme | None = None
+    targets: tuple[str, ...] = DEFAULT_TARGETS
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    out: Path = Path("convdeploy-out")
+    overwrite: bool = False
+    progress: bool = True

@@ -1,0 +1,36 @@
+"""Latency: warm-up, then median and p90 of repeated timed runs (never a timed unit test)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def time_runs(runnable, inputs: dict[str, np.ndarray], *, warmup: int, repeats: int) -> dict:
+    """Median/p90/min in milliseconds of ``repeats`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        runnable(inputs)
+    times = np.empty(repeats)
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        runnable(inputs)
+        times[i] = time.perf_counter() - t0
+    ms = times * 1e3
+    return {"median": float(np.median(ms)), "p90": float(np.percentile(ms, 90)),
+            "min": float(ms.min()), "runs": repeats}
+
+
+def measure(runnable, sample: np.ndarray, input_name: str, *, batch_size: int, warmup: int,
+            repeats: int) -> dict:
+    """Latency at batch 1 and at ``batch_size`` (repeats scaled down for the larger batch)."""
+    one = {input_name: np.ascontiguousarray(sample[:1])}
+    reps = np.resize(sample, (batch_size, *sample.shape[1:])).astype(np.float32)
+    batch = {input_name: np.ascontiguousarray(reps)}
+    b1 = time_runs(runnable, one, warmup=warmup, repeats=repeats)
+    bn = time_runs(runnable, batch, warmup=max(1, warmup // 5),
+                   repeats=max(5, repeats // 5))
+    return {"batch1_median": b1["median"], "batch1_p90": b1["p90"],
+            f"batch{batch_size}_median": bn["median"], f"batch{batch_size}_p90": bn["p90"],
+            "batch_size": batch_size, "per_image_at_batch_ms": bn["median"] / batch_size,
+            "threads": getattr(runnable, "threads", None), "runs_batch1": b1["runs"],
+            "runs_batch": bn["runs"]}

@@ -1,0 +1,128 @@
+"""The report: JSON (machine-readable), Markdown (for humans), and a terminal table."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .files import write_text_atomic
+
+REPORT_VERSION = 1
+
+
+def environment(threads: int) -> dict:
+    """The machine and library versions the numbers were measured with."""
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("torch", "onnx", "onnxruntime", "openvino", "numpy"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "versions": versions}
+
+
+@dataclass
+class Report:
+    model: str
+    float: dict
+    results: list[dict] = field(default_factory=list)
+    model_info: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    scheme: dict | None = None
+    environment: dict = field(default_factory=dict)
+    timings_s: dict = field(default_factory=dict)
+    artifacts: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"version": REPORT_VERSION, **asdict(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(_finite(self.to_dict()), indent=2)
+
+    def rows(self) -> list[list[str]]:
+        header = ["target", "scheme", "accuracy", "top-1 agr.", "SQNR dB", "max LSB vs sim",
+                  "batch-1 ms", f"batch-N ms/img"]
+        out = [header]
+        for r in self.results:
+            lat = r.get("latency_ms") or {}
+            out.append([
+                r["target"], r["scheme"], _pct(r.get("accuracy")), _pct(r["top1_agreement"]),
+                "exact" if r.get("sqnr_db") is None else f"{r['sqnr_db']:.1f}",
+                "-" if r.get("max_lsb_vs_simulation") is None
+                else f"{r['max_lsb_vs_simulation']:.2f}",
+                _num(lat.get("batch1_median")), _num(lat.get("per_image_at_batch_ms"), 3),
+            ])
+        return out
+
+    def table(self) -> str:
+        rows = self.rows()
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        rows = self.rows()
+        md = [f"# convdeploy report: {self.model}", ""]
+        acc = self.float.get("accuracy")
+        md.append(f"Float accuracy: {_pct(acc)}" + (
+            f" (95% CI {_pct(self.float['accuracy_ci95'][0])}-"
+            f"{_pct(self.float['accuracy_ci95'][1])})" if acc is not None else "") +
+            f" on {self.data.get('eval', {}).get('samples', '?')} samples of "
+            f"`{self.data.get('eval', {}).get('source', '?')}`.")
+        if self.scheme:
+            md.append(f"Scheme: `{self.scheme['name']}` (weights {self.scheme['weights']}, "
+                      f"activations {self.scheme['activations']}, calibration "
+                      f"{self.scheme['calibration']} on {self.data.get('calib', {}).get('samples')}"
+                      " images).")
+        md += ["", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+        md += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+        md += ["", "- *accuracy*: top-1 on the evaluation labels (95% Wilson interval in JSON).",
+               "- *top-1 agr.*: share of samples whose top-1 class equals the float model's.",
+               "- *SQNR*: logits vs float logits (quantization + backend error), in dB.",
+               "- *max LSB vs sim*: largest output difference from the fake-quant simulation, in "
+               "units of the output quantization step (the backend's own error).",
+               f"- Latency: median of timed runs after warm-up, {self.environment.get('threads')} "
+               f"threads, on {self.environment.get('cpu')}.", ""]
+        for r in self.results:
+            if r.get("runtime"):
+                md.append(f"- `{r['target']}` / `{r['scheme']}`: {json.dumps(r['runtime'])}")
+        return "\n".join(md) + "\n"
+
+    def write(self, directory: Path) -> None:
+        write_text_atomic(directory / "report.json", self.to_json())
+        write_text_atomic(directory / "report.md", self.markdown())
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _num(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _finite(obj):
+    """JSON has no inf/NaN: write them as null (SQNR of identical outputs is reported as null)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

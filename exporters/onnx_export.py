@@ -1,0 +1,119 @@
+"""ONNX exporter: float and QDQ models from one ``QuantizedModel`` graph.
+
+Both go through ``torch.onnx.export(dynamo=True)`` with a dynamic batch dimension. The QDQ model is
+exported with quantizers in MARKER mode and rewritten by ``exporters.qdq`` from the Encodings.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from convdeploy.errors import ConvdeployError
+from convdeploy.files import write_bytes_atomic
+from convdeploy.quant.fakequant import Mode
+from convdeploy.quant.ptq import QuantizedModel
+
+from .artifact import Artifact, ArtifactFormat
+from .qdq import MARKER_DOMAIN, MARKER_OP, strip_markers, write_qdq
+
+OPSET = 20
+INPUT_NAME, OUTPUT_NAME = "input", "output"
+
+
+def _register_marker_schema() -> None:
+    """onnxscript needs an ONNX schema to emit the custom-domain marker node."""
+    if onnx.defs.has(MARKER_OP, MARKER_DOMAIN):
+        return
+    param = onnx.defs.OpSchema.FormalParameter
+    schema = onnx.defs.OpSchema(
+        MARKER_OP, MARKER_DOMAIN, 1,
+        inputs=[param("x", "T")], outputs=[param("y", "T")],
+        type_constraints=[("T", ["tensor(float)"], "float tensors")],
+        attributes=[onnx.defs.OpSchema.Attribute(
+            "key", onnx.defs.OpSchema.AttrType.STRING, "encoding key")],
+    )
+    onnx.defs.register_schema(schema)
+
+
+def _marker_translation():
+    import onnxscript
+
+    _register_marker_schema()
+    opset = onnxscript.values.Opset(MARKER_DOMAIN, 1)
+
+    def qpoint(x, key: str):
+        return opset.QPoint(x, key=key)
+
+    return {torch.ops.convdeploy.qpoint.default: qpoint}
+
+
+def _torch_export_onnx(qm: QuantizedModel, example: torch.Tensor) -> onnx.ModelProto:
+    """One export with markers; float and QDQ files are both rewrites of it."""
+    qm.set_mode(Mode.MARKER)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    sink = io.StringIO()
+    # The exporter prints progress and warnings on every call; keep the user's terminal clean.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), \
+            contextlib.redirect_stderr(sink):
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        try:
+            program = torch.onnx.export(
+                qm.graph, (example,), dynamo=True, opset_version=OPSET, optimize=True,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_shapes=({0: batch},), custom_translation_table=_marker_translation(),
+                verbose=False)
+        except Exception as exc:
+            raise ConvdeployError(
+                f"ONNX export failed: {str(exc).strip().splitlines()[0][:300]}",
+                fix="run with --debug for the exporter's report; an op without an ONNX "
+                    "translation must be replaced in the model") from exc
+        finally:
+            qm.set_mode(Mode.QUANT)
+    return program.model_proto
+
+
+def _save(model: onnx.ModelProto, path: Path) -> None:
+    onnx.checker.check_model(model, full_check=True)
+    write_bytes_atomic(path, model.SerializeToString())
+
+
+def export_onnx(qm: QuantizedModel, path: str | Path, *, example: torch.Tensor,
+                quantized: bool, encodings_path: Path | None = None) -> Artifact:
+    """Write ``qm`` as float ONNX (``quantized=False``) or QDQ ONNX carrying ``qm.encodings``."""
+    path = Path(path)
+    model = _torch_export_onnx(qm, example)
+    model = write_qdq(model, qm.encodings) if quantized else strip_markers(model)
+    model.producer_name = "convdeploy"
+    _save(model, path)
+    return Artifact(
+        name=path.stem, format=ArtifactFormat.ONNX,
+        precision=qm.scheme.name if quantized else "float", path=path,
+        encodings=encodings_path if quantized else None, input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME, input_shape=tuple(example.shape[1:]),
+        output_scale=qm.output_scale() if quantized else None,
+        details={"opset": OPSET, "nodes": len(model.graph.node),
+                 "op_types": sorted({n.op_type for n in model.graph.node})})
+
+
+class OnnxExporter:
+    """``Exporter`` protocol wrapper: float or QDQ ONNX."""
+
+    format = ArtifactFormat.ONNX
+
+    def __init__(self, *, quantized: bool, example: torch.Tensor) -> None:
+        self.quantized, self.example = quantized, example
+
+    def export(self, model: QuantizedModel, directory: Path) -> Artifact:
+        name = f"model.{model.scheme.name}.onnx" if self.quantized else "model.float.onnx"
+        enc = None
+        if self.quantized:
+            enc = model.encodings.save(Path(directory) / f"model.{model.scheme.name}.encodings.json")
+        return export_onnx(model, Path(directory) / name, example=self.example,
+                           quantized=self.quantized, encodings_path=enc)

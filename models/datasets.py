@@ -1,0 +1,188 @@
+"""Image datasets: ImageFolder directories and .npz arrays, decoded once per run.
+
+Images are decoded in parallel, resized to the model's input size at load time and kept as uint8
+(N, H, W, C); normalisation happens per batch. A process-wide cache keyed by path, modification
+time and preprocessing means a 10,000-image evaluation set is read once per run, however many
+targets evaluate it.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from convdeploy.errors import ConvdeployError
+
+from .spec import Preprocess
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff"}
+_CACHE: dict[tuple, "ImageSet"] = {}
+
+
+@dataclass
+class ImageSet:
+    """Images (uint8 NHWC at model size, or already-preprocessed float NCHW) and optional labels."""
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    source: str
+    classes: list[str] | None = None
+    preprocessed: bool = False
+    details: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def subset(self, n: int | None, *, seed: int = 0) -> "ImageSet":
+        """A deterministic random subset of ``n`` samples (all of them if n is None or larger)."""
+        if n is None or n >= len(self):
+            return self
+        idx = np.sort(np.random.default_rng(seed).choice(len(self), size=n, replace=False))
+        labels = None if self.labels is None else self.labels[idx]
+        return ImageSet(self.images[idx], labels, self.source, self.classes, self.preprocessed,
+                        {**self.details, "subset_of": len(self), "subset_seed": seed})
+
+    def normalized(self, preprocess: Preprocess, start: int = 0,
+                   stop: int | None = None) -> np.ndarray:
+        """Float32 NCHW model input for samples [start, stop)."""
+        x = self.images[start:stop]
+        if self.preprocessed:
+            return np.ascontiguousarray(x, dtype=np.float32)
+        mean = np.asarray(preprocess.mean, dtype=np.float32)
+        std = np.asarray(preprocess.std, dtype=np.float32)
+        x = (x.astype(np.float32) / 255.0 - mean) / std
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+    def batches(self, preprocess: Preprocess, batch_size: int) -> Iterator[np.ndarray]:
+        for start in range(0, len(self), batch_size):
+            yield self.normalized(preprocess, start, start + batch_size)
+
+    def describe(self) -> dict:
+        return {"source": self.source, "samples": len(self), "labels": self.labels is not None,
+                "classes": self.classes, "preprocessed_input": self.preprocessed, **self.details}
+
+
+def _fit(img, preprocess: Preprocess):
+    """Resize (shorter side) and center-crop a PIL image to the model size."""
+    from PIL import Image
+
+    img = img.convert("RGB" if preprocess.channels == 3 else "L")
+    h, w = preprocess.size
+    if img.size == (w, h):
+        return img
+    short = preprocess.resize or max(h, w)
+    scale = short / min(img.size)
+    new = (max(w, round(img.size[0] * scale)), max(h, round(img.size[1] * scale)))
+    img = img.resize(new, Image.BILINEAR)
+    left, top = (new[0] - w) // 2, (new[1] - h) // 2
+    return img.crop((left, top, left + w, top + h))
+
+
+def _decode(path: Path, preprocess: Preprocess) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            arr = np.asarray(_fit(img, preprocess), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise ConvdeployError(f"cannot read image {path}: {exc}",
+                              fix="remove or replace the file, then run again") from exc
+    return arr if arr.ndim == 3 else arr[:, :, None]
+
+
+def _image_folder(root: Path, preprocess: Preprocess, progress: bool) -> ImageSet:
+    from tqdm.auto import tqdm
+
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if classes:
+        files = [(f, i) for i, c in enumerate(classes) for f in sorted((root / c).iterdir())
+                 if f.suffix.lower() in IMAGE_SUFFIXES]
+    else:  # a flat folder of images: unlabeled
+        files = [(f, -1) for f in sorted(root.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise ConvdeployError(f"no images found in {root}",
+                              fix="give an ImageFolder directory (<class>/<image>.jpg) or a .npz")
+    workers = min(32, 2 * (os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        images = list(tqdm(pool.map(lambda item: _decode(item[0], preprocess), files),
+                           total=len(files), desc=f"load {root.name}", unit="img",
+                           disable=not progress, leave=False))
+    labels = np.asarray([i for _, i in files], dtype=np.int64) if classes else None
+    return ImageSet(np.stack(images), labels, str(root), classes or None)
+
+
+def _npz(path: Path, preprocess: Preprocess) -> ImageSet:
+    from PIL import Image
+
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ConvdeployError(f"cannot read {path}: {exc}",
+                              fix="save it with numpy.savez(path, x=images, y=labels)") from exc
+    if "x" not in data:
+        raise ConvdeployError(f"{path} has no array 'x' (found: {', '.join(data.files)})",
+                              fix="save images as x: (N,H,W,C) uint8 or (N,C,H,W) float32")
+    x = data["x"]
+    y = data["y"].astype(np.int64) if "y" in data else None
+    if y is not None and len(y) != len(x):
+        raise ConvdeployError(f"{path}: {len(x)} images but {len(y)} labels",
+                              fix="give one label per image in 'y'")
+    if x.dtype == np.uint8 and x.ndim == 4 and x.shape[-1] in (1, 3):
+        if x.shape[-1] != preprocess.channels:
+            raise ConvdeployError(
+                f"{path} has {x.shape[-1]}-channel images but the model takes "
+                f"{preprocess.channels}", fix="give --mean/--std one value per model channel")
+        if x.shape[1:3] != preprocess.size:
+            mode = "RGB" if x.shape[-1] == 3 else "L"
+            x = np.stack([np.asarray(_fit(Image.fromarray(im.squeeze(), mode), preprocess))
+                          .reshape(*preprocess.size, -1) for im in x])
+        return ImageSet(x, y, str(path))
+    if np.issubdtype(x.dtype, np.floating) and x.ndim == 4:
+        if tuple(x.shape[1:]) != preprocess.input_shape:
+            raise ConvdeployError(
+                f"{path}: float images of shape {tuple(x.shape[1:])} but the model takes "
+                f"{preprocess.input_shape}", fix="store (N,C,H,W) float32 at the model's size")
+        return ImageSet(x.astype(np.float32), y, str(path), preprocessed=True)
+    raise ConvdeployError(f"{path}: 'x' has shape {x.shape} and dtype {x.dtype}",
+                          fix="use (N,H,W,C) uint8 or (N,C,H,W) float32 (already normalised)")
+
+
+def load_images(path: str | Path, preprocess: Preprocess, *, progress: bool = True) -> ImageSet:
+    """Load an ImageFolder directory or .npz file, cached for the life of the process."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ConvdeployError(f"data path {path} does not exist",
+                              fix="give an existing ImageFolder directory or .npz file")
+    key = (str(path.resolve()), path.stat().st_mtime_ns, preprocess)
+    if key not in _CACHE:
+        if path.is_dir():
+            _CACHE[key] = _image_folder(path, preprocess, progress)
+        elif path.suffix == ".npz":
+            _CACHE[key] = _npz(path, preprocess)
+        else:
+            raise ConvdeployError(f"{path} is neither a directory nor a .npz file",
+                                  fix="give an ImageFolder directory or a .npz file")
+    return _CACHE[key]
+
+
+def native_size(path: str | Path) -> tuple[int, int] | None:
+    """(height, width) of the first image of a folder or .npz: the default input size of a model
+    that states none."""
+    from PIL import Image
+
+    path = Path(path).expanduser()
+    if path.is_dir():
+        for f in sorted(path.rglob("*")):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                with Image.open(f) as img:
+                    return img.size[1], img.size[0]
+        return None
+    if path.suffix == ".npz" and path.is_file():
+        x = np.load(path, allow_pickle=False)["x"] if path.stat().st_size else None
+        if x is not None and x.ndim == 4:
+            return tuple(x.shape[1:3]) if x.dtype == np.uint8 else tuple(x.shape[2:4])
+    return None

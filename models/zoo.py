@@ -1,0 +1,28 @@
+"""The model zoo: named models with their preprocessing and weights source."""
+from __future__ import annotations
+
+from .digits import PREPROCESS as DIGITS_PREPROCESS
+from .digits import WEIGHTS as DIGITS_WEIGHTS
+from .digits import DigitsNet, digits_datasets
+from .resnet_cifar import resnet20, resnet56
+from .spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocess
+
+# The published CIFAR ResNet checkpoints were trained on [0,1] RGB normalised with ImageNet
+# statistics (see ../shared/README.md), not CIFAR's own.
+CIFAR_PREPROCESS = Preprocess(size=(32, 32), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+DEFAULT_MODEL = "digits-convnet"
+
+ZOO: dict[str, ModelSpec] = {
+    "digits-convnet": ModelSpec(
+        "digits-convnet", DigitsNet, DIGITS_PREPROCESS, 10,
+        "embedded demo: 4-stage ConvNet on scikit-learn digits (1x32x32), packaged weights",
+        weights=DIGITS_WEIGHTS, default_data=digits_datasets),
+    "resnet20-cifar10": ModelSpec(
+        "resnet20-cifar10", resnet20, CIFAR_PREPROCESS, 10,
+        "ResNet-20 for CIFAR-10 (He et al. 2016, option-A shortcuts), 0.27 M params",
+        weights_hint="the published checkpoint, e.g. ../shared/models/resnet20-cifar10.th"),
+    "resnet56-cifar10": ModelSpec(
+        "resnet56-cifar10", resnet56, CIFAR_PREPROCESS, 10,
+        "ResNet-56 for CIFAR-10 (He et al. 2016, option-A shortcuts), 0.85 M params",
+        weights_hint="the published checkpoint, e.g. ../shared/models/resnet56-cifar10.th"),
+}

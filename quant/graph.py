@@ -1,0 +1,125 @@
+"""Graph capture: every model (nn.Module or saved torch.export program) becomes one aten-level
+``torch.fx.GraphModule`` with a dynamic batch dimension. Folding, quantizer insertion, simulation
+and export all work on this one IR, so the project owns its quantized graph instead of following
+PyTorch's churn between FX, PT2E and torchao quantization APIs.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.fx import GraphModule
+
+from convdeploy.errors import ConvdeployError
+
+
+def check_finite_parameters(model: nn.Module) -> None:
+    """NaN/inf in weights would calibrate to garbage scales: refuse with the tensor's name."""
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ConvdeployError(
+                f"weight {name!r} holds {bad} NaN/inf value(s)",
+                fix="check the checkpoint (a diverged training run or a corrupt file)")
+
+
+def _export(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    try:
+        return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    except Exception as exc:  # torch raises many types here; all mean "cannot capture"
+        msg = str(exc).strip().splitlines()[0][:300]
+        if "batch" in msg or "Constraints violated" in msg or "specializ" in msg:
+            fix = ("make the batch dimension free: use x.flatten(1) instead of x.view(1, -1), "
+                   "and no Python branch on x.shape[0]")
+        else:
+            fix = ("check that the model accepts one input of shape "
+                   f"{tuple(example.shape)} (set --size/--mean/--std to change it)")
+        raise ConvdeployError(f"torch.export could not capture the model: {msg}", fix=fix) from exc
+
+
+def capture(model: nn.Module | torch.export.ExportedProgram,
+            example: torch.Tensor) -> GraphModule:
+    """Capture ``model`` for inputs like ``example`` (any batch size) as an aten GraphModule."""
+    if isinstance(model, torch.export.ExportedProgram):
+        model = model.module()
+    else:
+        check_finite_parameters(model)
+        model = model.eval()
+    with torch.no_grad():
+        try:
+            reference = model(example)
+        except Exception as exc:
+            raise ConvdeployError(
+                f"the model failed on an input of shape {tuple(example.shape)}: "
+                f"{str(exc).strip().splitlines()[0][:300]}",
+                fix="give the input size and channels the model expects "
+                    "(--size, and --mean/--std with one value per channel)") from exc
+    if not isinstance(reference, torch.Tensor):
+        raise ConvdeployError(
+            f"the model returns {type(reference).__name__}, not one tensor of logits",
+            fix="wrap it so that forward() returns the classification logits tensor")
+    gm = _export(model, example).module()
+    _drop_guards(gm)
+    canonicalize(gm)
+    with torch.no_grad():
+        got = gm(example)
+    if not torch.allclose(got, reference, rtol=1e-4, atol=1e-4):
+        raise ConvdeployError(
+            "the captured graph disagrees with the eager model "
+            f"(max abs diff {float((got - reference).abs().max()):.3g})",
+            fix="the model has data-dependent Python control flow; make forward() traceable")
+    return gm
+
+
+def _drop_guards(gm: GraphModule) -> None:
+    """``torch.export`` adds a ``_guards_fn`` call that checks input shapes; our passes rewrite
+    the graph and the exporters re-check shapes themselves."""
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module" and node.target == "_guards_fn":
+            gm.graph.erase_node(node)
+    if hasattr(gm, "_guards_fn"):
+        delattr(gm, "_guards_fn")
+    gm.recompile()
+
+
+def canonicalize(gm: GraphModule) -> None:
+    """Rewrite ops whose ONNX export is needlessly complex into their plain equivalent.
+
+    ``adaptive_avg_pool2d(x, 1)`` (global average pooling) exports, for some input sizes, as a
+    ReduceMean followed by an ``as_strided`` Gather chain that OpenVINO computes wrongly on
+    quantized inputs; ``mean(x, (-2, -1), keepdim=True)`` is the same value as one ReduceMean.
+    """
+    aten = torch.ops.aten
+    for node in list(gm.graph.nodes):
+        if node.op == "call_function" and node.target is aten.adaptive_avg_pool2d.default \
+                and list(node.args[1]) == [1, 1]:
+            with gm.graph.inserting_before(node):
+                mean = gm.graph.call_function(aten.mean.dim, (node.args[0], [-2, -1], True))
+            mean.meta = dict(node.meta)
+            node.replace_all_uses_with(mean)
+            gm.graph.erase_node(node)
+    gm.graph.lint()
+    gm.recompile()
+
+
+def module_path(node: torch.fx.Node) -> str:
+    """The innermost nn.Module path that produced ``node`` ("" for the top level)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path = list(stack.values())[-1][0]
+    # Export records paths such as "L['self'].layer1.0" in some modes; keep the dotted tail.
+    return path.split("L['self'].")[-1] if "L['self']" in path else path
+
+
+def get_attr_tensor(gm: GraphModule, target: str) -> torch.Tensor:
+    owner, _, name = target.rpartition(".")
+    return getattr(gm.get_submodule(owner) if owner else gm, name)
+
+
+def set_attr_tensor(gm: GraphModule, target: str, value: torch.Tensor) -> None:
+    owner, _, name = target.rpartition(".")
+    module = gm.get_submodule(owner) if owner else gm
+    if hasattr(module, name):
+        delattr(module, name)
+    module.register_parameter(name, nn.Parameter(value, requires_grad=False))

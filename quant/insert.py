@@ -1,0 +1,230 @@
+"""Where quantizers stand: a pass over the aten graph that inserts them.
+
+Rules (whitepaper + Jacob et al. 2018, as runtimes execute QDQ graphs):
+- the model input, and the output of every op that computes new values (conv, linear, add, mul,
+  pooling by averaging, concat, activations...) get their own activation quantizer;
+- a ReLU/ReLU6 that is the sole user of such an op is folded into its output range: the
+  quantizer stands after the activation, so the runtime can drop it;
+- a conv/linear weight gets a symmetric weight quantizer and its bias an int32 quantizer with
+  scale ``s_in * s_w``;
+- ops that only move values (slice, pad with 0, max-pool, reshape, ReLU on a quantized input)
+  reuse their input's quantizer: the value stays on the same grid, and the exported graph keeps
+  Q/DQ around them so integer runtimes do not fall back to float;
+- aliases (dropout in eval, clone, contiguous) are transparent.
+"""
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.fx import GraphModule, Node
+
+from convdeploy.errors import ConvdeployError
+
+from .graph import get_attr_tensor, module_path
+from .fakequant import ActivationQuantizer, BiasQuantizer, Quantizer, WeightQuantizer
+from .fold import CONV_OPS
+from .scheme import QuantScheme
+
+aten = torch.ops.aten
+WEIGHTED_OPS = CONV_OPS | {aten.linear.default}
+RELU_OPS = {aten.relu.default, aten.relu_.default}
+CLAMP_OPS = {aten.hardtanh.default, aten.hardtanh_.default, aten.relu6.default,
+             aten.clamp.default, aten.clamp_.default}
+PASSTHROUGH_OPS = {
+    aten.slice.Tensor, aten.select.int, aten.max_pool1d.default, aten.max_pool2d.default,
+    aten.max_pool3d.default, aten.flatten.using_ints, aten.view.default, aten.reshape.default,
+    aten._unsafe_view.default, aten.permute.default, aten.transpose.int, aten.squeeze.dim,
+    aten.squeeze.dims, aten.squeeze.default, aten.unsqueeze.default, aten.expand.default,
+    aten.upsample_nearest2d.vec, aten.pixel_shuffle.default,
+} | RELU_OPS
+PAD_OPS = {aten.pad.default, aten.constant_pad_nd.default}
+ALIAS_OPS = {aten.dropout.default, aten.feature_dropout.default, aten.clone.default,
+             aten.contiguous.default, aten.alias.default, aten.detach.default,
+             aten.lift_fresh_copy.default}
+
+QUANTIZER_ROOT = "_quantizers"
+
+
+@dataclass
+class InsertionResult:
+    quantizers: dict[str, Quantizer] = field(default_factory=dict)
+    output_key: str | None = None
+    layers: list[str] = field(default_factory=list)  # module paths of weighted ops
+
+
+def _is_float_tensor(node: Node) -> bool:
+    val = node.meta.get("val")
+    return isinstance(val, torch.Tensor) and val.is_floating_point()
+
+
+def _clamp_folds(node: Node) -> bool:
+    """A clamp/hardtanh folds into the range only if its lower bound is 0 (ReLU, ReLU6)."""
+    if node.target is aten.relu6.default:
+        return True
+    lower = node.args[1] if len(node.args) > 1 else node.kwargs.get("min", -1.0)
+    return lower is not None and float(lower) == 0.0
+
+
+def _is_foldable_activation(node: Node) -> bool:
+    return node.op == "call_function" and (
+        node.target in RELU_OPS or (node.target in CLAMP_OPS and _clamp_folds(node)))
+
+
+def _pad_is_passthrough(node: Node) -> bool:
+    if node.target is aten.constant_pad_nd.default:
+        value = node.args[2] if len(node.args) > 2 else 0.0
+    else:
+        mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
+        value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value", None)
+        if mode != "constant":
+            return False
+    return value is None or float(value) == 0.0
+
+
+def attr_name(key: str) -> str:
+    """A Python identifier for a quantizer key (keys come from the model: never trusted)."""
+    return re.sub(r"\W", "_", key)
+
+
+class _Inserter:
+    def __init__(self, gm: GraphModule, scheme: QuantScheme) -> None:
+        self.gm, self.scheme, self.graph = gm, scheme, gm.graph
+        self.root = nn.Module()
+        gm.add_module(QUANTIZER_ROOT, self.root)
+        self.result = InsertionResult()
+        self.grid: dict[Node, ActivationQuantizer] = {}  # value -> the grid it lies on
+        self.excluded_used: set[str] = set()
+
+    def _register(self, q: Quantizer) -> str:
+        name = attr_name(q.key)
+        if hasattr(self.root, name):
+            raise ConvdeployError(f"two quantized tensors map to the name {name!r}",
+                                  fix="rename one of the model's layers")
+        self.root.add_module(name, q)
+        self.result.quantizers[q.key] = q
+        return f"{QUANTIZER_ROOT}.{name}"
+
+    def _place_after(self, node: Node, q: Quantizer, target: str | None = None) -> Node:
+        target = target or f"{QUANTIZER_ROOT}.{attr_name(q.key)}"
+        with self.graph.inserting_after(node):
+            qnode = self.graph.call_module(target, (node,))
+        node.replace_all_uses_with(qnode, delete_user_cb=lambda user: user is not qnode)
+        q.tensors.append(node.name)
+        qnode.meta = dict(node.meta)
+        return qnode
+
+    def _new_activation(self, node: Node) -> ActivationQuantizer:
+        q = ActivationQuantizer(node.name, self.scheme.activations, module=module_path(node))
+        self._register(q)
+        qnode = self._place_after(node, q)
+        self.grid[node] = self.grid[qnode] = q
+        return q
+
+    def _share(self, node: Node, q: ActivationQuantizer) -> None:
+        qnode = self._place_after(node, q)
+        self.grid[node] = self.grid[qnode] = q
+
+    def _excluded(self, node: Node) -> bool:
+        path = module_path(node)
+        for name in self.scheme.exclude:
+            if path == name or path.startswith(name + "."):
+                self.excluded_used.add(name)
+                return True
+        return False
+
+    def _quantize_params(self, node: Node) -> None:
+        """Weight (and int32 bias) quantizers of a conv/linear node."""
+        path = module_path(node)
+        w_node = node.args[1]
+        if w_node.op != "get_attr":
+            return  # weights computed at run time: left in float, output still quantized
+        wq = WeightQuantizer(w_node.target, self.scheme.weights, module=path)
+        wq.init_from(get_attr_tensor(self.gm, w_node.target))
+        self._register(wq)
+        self._insert_on_arg(node, 1, wq)
+        b_node = node.args[2] if len(node.args) > 2 else None
+        input_q = self.grid.get(node.args[0])
+        if b_node is not None and b_node.op == "get_attr" and input_q is not None:
+            channels = get_attr_tensor(self.gm, b_node.target).numel()
+            bq = BiasQuantizer(b_node.target, input_q, wq, channels, module=path)
+            self._register(bq)
+            self._insert_on_arg(node, 2, bq)
+
+    def _insert_on_arg(self, node: Node, index: int, q: Quantizer) -> None:
+        src = node.args[index]
+        with self.graph.inserting_before(node):
+            qnode = self.graph.call_module(f"{QUANTIZER_ROOT}.{attr_name(q.key)}", (src,))
+        args = list(node.args)
+        args[index] = qnode
+        node.args = tuple(args)
+        q.tensors.append(src.target)
+
+    def _output_point(self, node: Node) -> Node:
+        """Where the output quantizer of ``node`` stands: after a sole-user ReLU/ReLU6."""
+        users = list(node.users)
+        if len(users) == 1 and _is_foldable_activation(users[0]):
+            return users[0]
+        return node
+
+    def run(self) -> InsertionResult:
+        if self.scheme.activations is None:
+            raise ConvdeployError("weight-only schemes are not supported by the CPU exporters yet",
+                                  fix="give the scheme an activation quantizer (e.g. w8a8)")
+        skip: set[Node] = set()
+        for node in list(self.graph.nodes):
+            if node in skip or not _is_float_tensor(node) and node.op != "placeholder":
+                continue
+            if node.op == "placeholder":
+                if _is_float_tensor(node):
+                    self._new_activation(node)
+                continue
+            if node.op != "call_function" or node.target is operator.getitem:
+                continue
+            self._visit(node, skip)
+        unused = set(self.scheme.exclude) - self.excluded_used
+        if unused:
+            raise ConvdeployError(
+                f"--exclude names no layer of this model: {', '.join(sorted(unused))}",
+                fix=f"use module paths such as {', '.join(self.result.layers[:4])}")
+        out_args = [a for a in self.graph.output_node().args[0]] if isinstance(
+            self.graph.output_node().args[0], (tuple, list)) else [self.graph.output_node().args[0]]
+        if out_args and out_args[0] in self.grid:
+            self.result.output_key = self.grid[out_args[0]].key
+        self.graph.lint()
+        self.gm.recompile()
+        return self.result
+
+    def _visit(self, node: Node, skip: set[Node]) -> None:
+        src = node.args[0] if node.args and isinstance(node.args[0], Node) else None
+        if node.target in ALIAS_OPS:
+            if src in self.grid:
+                self.grid[node] = self.grid[src]
+            return
+        passthrough = node.target in PASSTHROUGH_OPS or (
+            node.target in PAD_OPS and _pad_is_passthrough(node))
+        if passthrough and src in self.grid:
+            self._share(node, self.grid[src])
+            return
+        if node.target in WEIGHTED_OPS:
+            self.result.layers.append(module_path(node))
+            if self._excluded(node):
+                return
+            self._quantize_params(node)
+        point = self._output_point(node)
+        if point is not node:
+            skip.add(point)
+        self._new_activation(point)
+
+
+def insert_quantizers(gm: GraphModule, scheme: QuantScheme) -> InsertionResult:
+    """Insert quantizer modules (mode OFF: the graph still computes float) into ``gm``."""
+    return _Inserter(gm, scheme).run()
+
+
+def quantizers_of(gm: GraphModule) -> dict[str, Quantizer]:
+    root = getattr(gm, QUANTIZER_ROOT, None)
+    return {} if root is None else {q.key: q for q in root.children()}

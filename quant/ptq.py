@@ -1,0 +1,128 @@
+"""Post-training quantization: capture, fold, insert quantizers, calibrate -> ``QuantizedModel``."""
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch.fx import GraphModule
+
+from convdeploy.errors import ConvdeployError
+
+from .encodings import Encodings
+from .fakequant import ActivationQuantizer, Mode, Quantizer
+from .fold import fold_batchnorm
+from .insert import insert_quantizers, quantizers_of
+from .scheme import Calibration, QuantScheme
+
+
+@dataclass
+class QuantizedModel:
+    """A BN-folded aten graph with its quantizers, and the encodings they define.
+
+    ``mode`` switches the one graph between float reference (``OFF``), simulation (``QUANT``) and
+    export marker (``MARKER``) behaviour.
+    """
+
+    graph: GraphModule
+    scheme: QuantScheme
+    encodings: Encodings
+    folded_batchnorms: list[str] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def quantizers(self) -> dict[str, Quantizer]:
+        return quantizers_of(self.graph)
+
+    def set_mode(self, mode: Mode) -> "QuantizedModel":
+        for q in self.quantizers.values():
+            q.mode = Mode(mode)
+        return self
+
+    @torch.no_grad()
+    def run(self, x: torch.Tensor, mode: Mode = Mode.QUANT) -> torch.Tensor:
+        previous = {k: q.mode for k, q in self.quantizers.items()}
+        self.set_mode(mode)
+        try:
+            return self.graph(x)
+        finally:
+            for k, q in self.quantizers.items():
+                q.mode = previous[k]
+
+    def simulate(self, x: torch.Tensor) -> torch.Tensor:
+        """Fake-quant output: what every integer target should reproduce within LSBs."""
+        return self.run(x, Mode.QUANT)
+
+    def float(self, x: torch.Tensor) -> torch.Tensor:
+        """The float (BN-folded) reference output of the same graph."""
+        return self.run(x, Mode.OFF)
+
+    def output_scale(self) -> float | None:
+        key = self.encodings.output
+        return self.encodings[key].scale[0] if key else None
+
+    def refresh_encodings(self) -> Encodings:
+        self.encodings = Encodings(
+            tensors={k: q.encoding() for k, q in self.quantizers.items()},
+            scheme=self.scheme.to_dict(), output=self.encodings.output)
+        return self.encodings
+
+
+def prepare(gm: GraphModule, scheme: QuantScheme) -> QuantizedModel:
+    """Fold BatchNorm and insert (uncalibrated) quantizers into a copy of ``gm``."""
+    gm = copy.deepcopy(gm)
+    folded = fold_batchnorm(gm)
+    result = insert_quantizers(gm, scheme)
+    enc = Encodings(scheme=scheme.to_dict(), output=result.output_key)
+    return QuantizedModel(graph=gm, scheme=scheme, encodings=enc, folded_batchnorms=folded)
+
+
+def _run_pass(qm: QuantizedModel, batches: list[torch.Tensor], label: str, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    for x in tqdm(batches, desc=label, unit="batch", disable=not progress, leave=False):
+        qm.graph(x)
+
+
+@torch.no_grad()
+def calibrate(qm: QuantizedModel, batches: Iterable[torch.Tensor], *,
+              progress: bool = True) -> Encodings:
+    """Observe activation ranges over ``batches`` (float forward), then fix every encoding."""
+    batches = list(batches)
+    if not batches or sum(int(b.shape[0]) for b in batches) == 0:
+        raise ConvdeployError("the calibration set is empty",
+                              fix="give --calib a folder or .npz with at least one image")
+    for b in batches:
+        if not bool(torch.isfinite(b).all()):
+            raise ConvdeployError("the calibration data holds NaN/inf values",
+                                  fix="check the .npz array or the --mean/--std values")
+    activations = [q for q in qm.quantizers.values() if isinstance(q, ActivationQuantizer)]
+    qm.set_mode(Mode.OFF)
+    for q in activations:
+        q.mode = Mode.OBSERVE
+    _run_pass(qm, batches, "calibrate (ranges)", progress)
+    method = qm.scheme.calibration
+    if method is not Calibration.MINMAX:
+        for q in activations:
+            q.observer.collect_histogram = True
+        _run_pass(qm, batches, f"calibrate ({method.value})", progress)
+    for q in activations:
+        if not q.observer.seen:
+            raise ConvdeployError(f"activation {q.key!r} produced no finite values in calibration",
+                                  fix="check the calibration data and the model's weights")
+        q.set_range(*q.observer.select_range(method, q.tq, qm.scheme.percentile))
+    qm.set_mode(Mode.QUANT)
+    return qm.refresh_encodings()
+
+
+def quantize(gm: GraphModule, scheme: QuantScheme, calib_batches: Iterable[torch.Tensor], *,
+             progress: bool = True) -> QuantizedModel:
+    """Post-training quantization of a captured graph (see ``quant.capture.capture``)."""
+    t0 = time.perf_counter()
+    qm = prepare(gm, scheme)
+    t1 = time.perf_counter()
+    calibrate(qm, calib_batches, progress=progress)
+    qm.timings_s = {"prepare": t1 - t0, "calibrate": time.perf_counter() - t1}
+    return qm

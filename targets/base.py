@@ -1,0 +1,76 @@
+"""The target protocol: ``check`` says every reason a target cannot run an artifact, ``compile``
+returns a ``Runnable``. A target whose runtime or hardware is missing says so; it never fakes."""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from convdeploy.exporters.artifact import Artifact, ArtifactFormat
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How a runtime is set up for a run (recorded in the report)."""
+
+    threads: int = 1
+
+
+class Runnable(Protocol):
+    """A compiled model: named float inputs in, named outputs out."""
+
+    threads: int
+    details: dict[str, Any]
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class Target(Protocol):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    formats: ClassVar[tuple[ArtifactFormat, ...]]
+
+    def unavailable(self) -> str | None:
+        """Why this target cannot run on this machine at all (None = it can)."""
+
+    def check(self, artifact: Artifact) -> list[str]:
+        """Every reason this target cannot run ``artifact``; [] means supported."""
+
+    def compile(self, artifact: Artifact, workdir: Path, *,
+                options: RuntimeOptions = RuntimeOptions()) -> Runnable: ...
+
+
+@dataclass
+class TargetBase:
+    """Shared behaviour: runtime presence and format checks. Subclasses add op-level checks."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    formats: ClassVar[tuple[ArtifactFormat, ...]] = ()
+    runtime_module: ClassVar[str | None] = None  # importable name of the runtime package
+    runtime_package: ClassVar[str] = ""  # what to pip install
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def unavailable(self) -> str | None:
+        if self.runtime_module and importlib.util.find_spec(self.runtime_module) is None:
+            return (f"runtime {self.runtime_module!r} is not installed "
+                    f"(pip install {self.runtime_package or self.runtime_module})")
+        return None
+
+    def check(self, artifact: Artifact) -> list[str]:
+        reasons = []
+        missing = self.unavailable()
+        if missing:
+            reasons.append(missing)
+        if artifact.format not in self.formats:
+            accepted = ", ".join(f.value for f in self.formats)
+            reasons.append(f"{self.name} runs {accepted} artifacts, not {artifact.format.value}")
+        if not reasons:
+            reasons.extend(self.check_ops(artifact))
+        return reasons
+
+    def check_ops(self, artifact: Artifact) -> list[str]:
+        return []
