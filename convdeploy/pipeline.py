@@ -6,6 +6,7 @@ Everything is written into a staging directory that replaces ``cfg.out`` only on
 """
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -104,6 +105,8 @@ def _evaluate(target: Target, artifact: Artifact, cfg: DeployConfig, stage: Path
                                label=f"{target.name} {artifact.precision}",
                                progress=cfg.progress)
     eval_s = time.perf_counter() - t0
+    if target.name == "reference":  # the reference rows define float and simulation
+        refs["sim" if artifact.quantized else "float"] = logits
     row = {"target": target.name, "scheme": artifact.precision,
            "artifact": str(artifact.path.name) if artifact.path else artifact.name}
     row.update(check.compare(
@@ -176,12 +179,8 @@ def _measure_all(cfg: DeployConfig, targets: list[Target], artifacts: list[Artif
         for artifact in artifacts:
             if artifact.format not in target.formats:
                 continue
-            row, logits = _evaluate(target, artifact, cfg, stage, eval_set, preprocess, refs)
-            if target.name == "reference":
-                refs["sim" if artifact.quantized else "float"] = logits
+            row, _ = _evaluate(target, artifact, cfg, stage, eval_set, preprocess, refs)
             rows.append(row)
-    import shutil
-
     shutil.rmtree(stage / "work", ignore_errors=True)
     float_row = rows[0]
     return Report(model=cfg.model.ref, float={

@@ -63,19 +63,13 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
 def apply_weights(model: nn.Module, path: str | Path) -> None:
     state = load_checkpoint(path)
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        missing = ", ".join(result.missing_keys[:5])
-        unexpected = ", ".join(result.unexpected_keys[:5])
-        raise ConvdeployError(
-            f"weights {path} do not fit the model (missing: {missing or '-'}; "
-            f"unexpected: {unexpected or '-'})",
-            fix="pass the checkpoint that was trained for this architecture")
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:  # shape mismatches
-        raise ConvdeployError(f"weights {path} do not fit the model: {str(exc).splitlines()[1]}",
-                              fix="pass the checkpoint that was trained for this architecture")
+    except RuntimeError as exc:  # missing/unexpected keys and shape mismatches, all listed
+        lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
+        raise ConvdeployError(
+            f"weights {path} do not fit the model: {'; '.join(lines)[:400]}",
+            fix="pass the checkpoint that was trained for this architecture") from exc
 
 
 def _from_import_path(ref: str) -> nn.Module:

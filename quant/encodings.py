@@ -78,8 +78,8 @@ class TensorEncoding:
             return np.dtype(np.int16 if self.signed else np.uint16)
         return np.dtype(np.int32 if self.signed else np.uint32)
 
-    def _broadcast(self, values: tuple, ndim: int) -> np.ndarray:
-        arr = np.asarray(values, dtype=np.float64)
+    def _broadcast(self, values: tuple, ndim: int, dtype=np.float32) -> np.ndarray:
+        arr = np.asarray(values, dtype=dtype)
         if self.axis is None or arr.size == 1:
             return arr.reshape(()) if arr.size == 1 else arr
         shape = [1] * ndim
@@ -87,18 +87,22 @@ class TensorEncoding:
         return arr.reshape(shape)
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
-        """Float -> integer codes (round half to even, saturate), in ``numpy_dtype()``."""
-        x = np.asarray(x, dtype=np.float64)
+        """Float -> integer codes (round half to even, saturate), in ``numpy_dtype()``.
+
+        ``x / scale`` is computed in float32, as ONNX QuantizeLinear and the torch simulation do,
+        so all three agree to the bit.
+        """
+        x = np.asarray(x, dtype=np.float32)
         s = self._broadcast(self.scale, x.ndim)
-        z = self._broadcast(self.zero_point, x.ndim)
-        q = np.clip(np.round(x / s) + z, self.qmin, self.qmax)
+        z = self._broadcast(self.zero_point, x.ndim, np.float64)
+        q = np.clip(np.round(x / s).astype(np.float64) + z, self.qmin, self.qmax)
         return q.astype(self.numpy_dtype())
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
-        q = np.asarray(q, dtype=np.float64)
-        s = self._broadcast(self.scale, q.ndim)
-        z = self._broadcast(self.zero_point, q.ndim)
-        return ((q - z) * s).astype(np.float32)
+        """Codes -> float: ``(q - zero_point) * scale`` in float32, as DequantizeLinear."""
+        q = np.asarray(q, dtype=np.int64)
+        z = self._broadcast(self.zero_point, q.ndim, np.int64)
+        return (q - z).astype(np.float32) * self._broadcast(self.scale, q.ndim)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -18,6 +18,14 @@ from convdeploy.exporters.artifact import Artifact, ArtifactFormat
 from .base import RuntimeOptions, TargetBase
 
 _STRUCTURAL = {"Parameter", "Result", "Constant"}
+_WEIGHTED_LAYERS = {"Convolution", "FullyConnected"}
+
+
+def _message(exc: Exception) -> str:
+    """OpenVINO errors start with source locations; keep the lines that say what is wrong."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Exception from", "Check '"))]
+    return " ".join(useful or lines)[:400]
 
 
 @dataclass
@@ -50,8 +58,7 @@ class OpenVinoCpuTarget(TargetBase):
             core, model = self._read(artifact)
             supported = core.query_model(model, "CPU")
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
-            return [f"OpenVINO cannot read {artifact.path.name}: "
-                    f"{str(exc).strip().splitlines()[0][:300]}"]
+            return [f"OpenVINO cannot read {artifact.path.name}: {_message(exc)}"]
         missing = [f"{op.get_type_name()} ({op.get_friendly_name()})" for op in model.get_ops()
                    if op.get_type_name() not in _STRUCTURAL
                    and op.get_friendly_name() not in supported]
@@ -65,12 +72,13 @@ class OpenVinoCpuTarget(TargetBase):
         config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": options.threads,
                   "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         compiled = core.compile_model(model, "CPU", config)
+        # Which precision each conv / fully-connected kernel really runs in (u8 = int8 path).
         precisions = Counter()
         for op in compiled.get_runtime_model().get_ops():
             info = op.get_rt_info()
-            if "layerType" in info and str(info["layerType"]) == "Convolution":
-                precisions[str(info["runtimePrecision"])] += 1
+            if info["layerType"].value in _WEIGHTED_LAYERS:
+                precisions[info["runtimePrecision"].value] += 1
         details = {"runtime": f"openvino {ov.__version__}", "inference_precision_hint": "f32",
-                   "conv_runtime_precisions": dict(precisions)}
+                   "weighted_layer_precisions": dict(precisions)}
         return OpenVinoRunnable(compiled.create_infer_request(), artifact.output_name,
                                 options.threads, details)

@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny seeded models built in code; no network, no ../shared."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SHARED = Path(os.environ.get("CONVDEPLOY_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+class TinyNet(nn.Module):
+    """Covers the ops that matter to the numerics contract: conv+BN+ReLU, depthwise conv with
+    ReLU6, a residual add with an option-A shortcut (strided slice + channel zero-pad),
+    max-pool, global average pool, linear."""
+
+    def __init__(self, in_ch: int = 3, num_classes: int = 5) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_ch, 8, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(8), nn.ReLU())
+        self.dw = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False),
+                                nn.BatchNorm2d(8), nn.ReLU6())
+        self.down = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False),
+                                  nn.BatchNorm2d(16))
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dw(self.stem(x))
+        shortcut = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 4, 4))
+        x = F.relu(self.down(x) + shortcut)
+        x = self.pool(x)
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def seeded_tiny_net(seed: int = 0, in_ch: int = 3) -> TinyNet:
+    """A TinyNet with non-trivial BatchNorm statistics (folding must matter)."""
+    torch.manual_seed(seed)
+    model = TinyNet(in_ch)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+@pytest.fixture
+def tiny_net() -> TinyNet:
+    return seeded_tiny_net()
+
+
+@pytest.fixture
+def tiny_batches() -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    return [torch.randn(16, 3, 16, 16, generator=gen) for _ in range(4)]
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not (SHARED / "models").is_dir() or not (SHARED / "data" / "cifar10").is_dir():
+        pytest.skip(f"../shared (real CIFAR-10 and checkpoints) not found at {SHARED}")
+    return SHARED

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from convdeploy.errors import ConvdeployError
+from convdeploy.models.datasets import load_images, native_size
+from convdeploy.models.spec import Preprocess
+
+RGB = Preprocess(size=(8, 8), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+
+
+def _folder(root, n_per_class=3, size=(10, 12)):
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "ant"):
+        (root / cls).mkdir(parents=True)
+        for i in range(n_per_class):
+            arr = rng.integers(0, 255, (*size, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(root / cls / f"{i}.png")
+    return root
+
+
+def test_image_folder_sorted_classes_resize_and_normalise(tmp_path):
+    data = load_images(_folder(tmp_path / "d"), RGB, progress=False)
+    assert data.classes == ["ant", "cat"] and data.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert data.images.shape == (6, 8, 8, 3) and data.images.dtype == np.uint8
+    x = data.normalized(RGB, 0, 2)
+    assert x.shape == (2, 3, 8, 8) and x.dtype == np.float32
+    np.testing.assert_allclose(x, (data.images[:2].transpose(0, 3, 1, 2) / 255 - 0.5) / 0.25,
+                               rtol=1e-5, atol=1e-5)
+    assert native_size(tmp_path / "d") == (10, 12)
+
+
+def test_loading_is_cached_per_process(tmp_path):
+    root = _folder(tmp_path / "d")
+    assert load_images(root, RGB, progress=False) is load_images(root, RGB, progress=False)
+
+
+def test_unreadable_image_is_named(tmp_path):
+    root = _folder(tmp_path / "d")
+    (root / "cat" / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(ConvdeployError, match="broken.jpg"):
+        load_images(root, RGB, progress=False)
+
+
+def test_npz_uint8_and_float_inputs(tmp_path):
+    x = np.random.default_rng(0).integers(0, 255, (5, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "u8.npz", x=x, y=np.arange(5))
+    data = load_images(tmp_path / "u8.npz", RGB)
+    assert len(data) == 5 and data.labels.tolist() == [0, 1, 2, 3, 4]
+    np.savez(tmp_path / "f.npz", x=np.zeros((2, 3, 8, 8), np.float32))
+    assert load_images(tmp_path / "f.npz", RGB).preprocessed
+    np.savez(tmp_path / "bad.npz", x=np.zeros((2, 3, 9, 9), np.float32))
+    with pytest.raises(ConvdeployError, match="model takes"):
+        load_images(tmp_path / "bad.npz", RGB)
+    np.savez(tmp_path / "labels.npz", x=x, y=np.arange(3))
+    with pytest.raises(ConvdeployError, match="labels"):
+        load_images(tmp_path / "labels.npz", RGB)
+
+
+def test_missing_path_and_empty_folder(tmp_path):
+    with pytest.raises(ConvdeployError, match="does not exist"):
+        load_images(tmp_path / "nope", RGB)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConvdeployError, match="no images"):
+        load_images(tmp_path / "empty", RGB)
+
+
+def test_subset_is_deterministic(tmp_path):
+    data = load_images(_folder(tmp_path / "d", n_per_class=10), RGB, progress=False)
+    a, b = data.subset(7, seed=1), data.subset(7, seed=1)
+    assert len(a) == 7 and np.array_equal(a.images, b.images)
