@@ -1,0 +1,97 @@
+"""The CLI end to end, as a user runs it (subprocesses, real files)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import seeded_tiny_net
+
+FAST = ["--eval-limit", "120", "--calib-size", "64", "--repeats", "3", "--batch-size", "4",
+        "--no-progress"]
+
+
+def cli(*args, cwd=None):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "convdeploy.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def test_default_demo_export_int8(tmp_path):
+    out = tmp_path / "out"
+    res = cli("export", "--int8", "--out", out, *FAST)
+    assert res.returncode == 0, res.stderr
+    assert "cpu-ort" in res.stdout and "Traceback" not in res.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"] == "digits-convnet" and report["float"]["accuracy"] > 0.95
+    rows = {(r["target"], r["scheme"]): r for r in report["results"]}
+    assert set(rows) == {(t, s) for t in ("reference", "cpu-ort", "cpu-openvino")
+                         for s in ("float", "w8a8")}
+    for (target, scheme), r in rows.items():
+        assert r["latency_ms"]["batch1_median"] > 0 and r["top1_agreement"] > 0.95
+        if scheme == "w8a8" and target != "reference":
+            assert r["max_lsb_vs_simulation"] <= 8
+            assert abs(r["accuracy"] - report["float"]["accuracy"]) < 0.03
+    assert rows[("cpu-ort", "w8a8")]["runtime"]["integer_kernels"]["QLinearConv"] == 4
+    assert {p.name for p in out.iterdir()} == {
+        "model.float.onnx", "model.w8a8.onnx", "model.w8a8.encodings.json",
+        "report.json", "report.md"}
+    assert "| target |" in (out / "report.md").read_text()
+
+
+def test_user_model_from_import_path_with_npz_data(tmp_path):
+    import numpy as np
+
+    (tmp_path / "mynets.py").write_text(
+        "import sys; sys.path.insert(0, %r)\nfrom tests.conftest import TinyNet\n"
+        "def build():\n    return TinyNet()\n" % str(os.getcwd()))
+    torch.save({"state_dict": seeded_tiny_net().state_dict()}, tmp_path / "w.pt")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=rng.integers(0, 255, (40, 16, 16, 3), dtype=np.uint8),
+             y=rng.integers(0, 5, 40))
+    res = cli("export", "mynets:build", "--weights", "w.pt", "--int8", "--calib", "data.npz",
+              "--eval", "data.npz", "--targets", "cpu-ort", "--out", "o", *FAST, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["data"]["preprocess"]["size"] == [16, 16]  # native size, RGB in [0, 1]
+    assert report["data"]["preprocess"]["mean"] == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["export", "no-such-model"], "unknown model"),
+    (["export", "resnet20-cifar10", "--int8"], "needs --weights"),
+    (["export", "digits-convnet", "--weights", "/nonexistent.pt"], "does not exist"),
+    (["export", "--int8", "--calib", "/nonexistent_dir"], "does not exist"),
+    (["export", "--int8", "--targets", "tpu-magic"], "unknown target"),
+    (["export", "--int8", "--exclude", "nolayer"], "names no layer"),
+    (["export", "--int8", "--mean", "0.5,0.5,0.5", "--std", "1,1,1"], "failed on an input"),
+])
+def test_user_errors_are_one_clear_message(tmp_path, args, needle):
+    res = cli(*args, "--out", tmp_path / "o", *FAST)
+    assert res.returncode == 2
+    assert needle in res.stderr and "fix:" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    res = cli("--debug", "export", "no-such-model", "--out", tmp_path / "o")
+    assert res.returncode != 0 and "Traceback" in res.stderr
+
+
+def test_existing_output_is_kept_without_overwrite(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "mine.txt").write_text("precious")
+    res = cli("export", "--out", out, *FAST)
+    assert res.returncode == 2 and "--overwrite" in res.stderr
+    assert (out / "mine.txt").read_text() == "precious"
+
+
+def test_targets_command_lists_availability():
+    res = cli("targets")
+    assert res.returncode == 0
+    for name in ("reference", "cpu-ort", "cpu-openvino"):
+        assert name in res.stdout
