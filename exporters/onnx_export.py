@@ -55,11 +55,10 @@ def _marker_translation():
 
 def _torch_export_onnx(qm: QuantizedModel, example: torch.Tensor) -> onnx.ModelProto:
     """One export with markers; float and QDQ files are both rewrites of it."""
-    qm.set_mode(Mode.MARKER)
     batch = torch.export.Dim("batch", min=1, max=4096)
     sink = io.StringIO()
     # The exporter prints progress and warnings on every call; keep the user's terminal clean.
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), \
+    with qm.using(Mode.MARKER), warnings.catch_warnings(), contextlib.redirect_stdout(sink), \
             contextlib.redirect_stderr(sink):
         warnings.simplefilter("ignore")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
@@ -74,8 +73,6 @@ def _torch_export_onnx(qm: QuantizedModel, example: torch.Tensor) -> onnx.ModelP
                 f"ONNX export failed: {str(exc).strip().splitlines()[0][:300]}",
                 fix="run with --debug for the exporter's report; an op without an ONNX "
                     "translation must be replaced in the model") from exc
-        finally:
-            qm.set_mode(Mode.QUANT)
     return program.model_proto
 
 

@@ -40,8 +40,15 @@ def _export(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedPro
 def capture(model: nn.Module | torch.export.ExportedProgram,
             example: torch.Tensor) -> GraphModule:
     """Capture ``model`` for inputs like ``example`` (any batch size) as an aten GraphModule."""
-    if isinstance(model, torch.export.ExportedProgram):
-        model = model.module()
+    exported = isinstance(model, torch.export.ExportedProgram)
+    if exported:
+        # A program saved with a fixed batch guards on it; conv nets rarely depend on it, so
+        # drop the guard and let re-export below prove the batch dimension is free.
+        model = model.module(check_guards=False)
+        for key, hook in list(model._forward_pre_hooks.items()):
+            if getattr(hook, "__name__", "") == "_check_input_constraints_pre_hook":
+                del model._forward_pre_hooks[key]
+        _drop_guards(model)
     else:
         check_finite_parameters(model)
         model = model.eval()
@@ -49,6 +56,12 @@ def capture(model: nn.Module | torch.export.ExportedProgram,
         try:
             reference = model(example)
         except Exception as exc:
+            if exported:
+                raise ConvdeployError(
+                    f"the exported program fails on a batch of {example.shape[0]}: "
+                    f"{str(exc).strip().splitlines()[0][:200]}",
+                    fix="re-export it with a dynamic batch: torch.export.export(model, (x,), "
+                        "dynamic_shapes=({0: torch.export.Dim('batch')},))") from exc
             raise ConvdeployError(
                 f"the model failed on an input of shape {tuple(example.shape)}: "
                 f"{str(exc).strip().splitlines()[0][:300]}",

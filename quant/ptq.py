@@ -1,9 +1,10 @@
 """Post-training quantization: capture, fold, insert quantizers, calibrate -> ``QuantizedModel``."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -41,15 +42,21 @@ class QuantizedModel:
             q.mode = Mode(mode)
         return self
 
-    @torch.no_grad()
-    def run(self, x: torch.Tensor, mode: Mode = Mode.QUANT) -> torch.Tensor:
+    @contextlib.contextmanager
+    def using(self, mode: Mode) -> Iterator["QuantizedModel"]:
+        """Switch every quantizer to ``mode`` for a block, then restore each one's own mode."""
         previous = {k: q.mode for k, q in self.quantizers.items()}
         self.set_mode(mode)
         try:
-            return self.graph(x)
+            yield self
         finally:
             for k, q in self.quantizers.items():
                 q.mode = previous[k]
+
+    @torch.no_grad()
+    def run(self, x: torch.Tensor, mode: Mode = Mode.QUANT) -> torch.Tensor:
+        with self.using(mode):
+            return self.graph(x)
 
     def simulate(self, x: torch.Tensor) -> torch.Tensor:
         """Fake-quant output: what every integer target should reproduce within LSBs."""

@@ -95,3 +95,20 @@ def test_targets_command_lists_availability():
     assert res.returncode == 0
     for name in ("reference", "cpu-ort", "cpu-openvino"):
         assert name in res.stdout
+
+
+def test_float_only_export_of_a_fixed_batch_pt2_program(tmp_path):
+    """A .pt2 saved with batch 1 still runs at any batch; without --int8 only float rows."""
+    import numpy as np
+
+    program = torch.export.export(seeded_tiny_net(), (torch.randn(1, 3, 16, 16),))
+    torch.export.save(program, tmp_path / "net.pt2")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 255, (24, 16, 16, 3), dtype=np.uint8))
+    res = cli("export", tmp_path / "net.pt2", "--calib", tmp_path / "d.npz", "--eval",
+              tmp_path / "d.npz", "--targets", "cpu-ort", "--out", tmp_path / "o", *FAST)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert {r["scheme"] for r in report["results"]} == {"float"}
+    assert report["float"]["accuracy"] is None  # no labels in the .npz
+    assert all(r["top1_agreement"] == 1.0 for r in report["results"])
