@@ -86,8 +86,8 @@ class Report:
             f" on {self.data.get('eval', {}).get('samples', '?')} samples of "
             f"`{self.data.get('eval', {}).get('source', '?')}`.")
         if self.scheme:
-            md.append(f"Scheme: `{self.scheme['name']}` (weights {self.scheme['weights']}, "
-                      f"activations {self.scheme['activations']}, calibration "
+            md.append(f"Scheme: `{self.scheme['name']}` (weights {_tq_text(self.scheme['weights'])}"
+                      f", activations {_tq_text(self.scheme['activations'])}, calibration "
                       f"{self.scheme['calibration']} on {self.data.get('calib', {}).get('samples')}"
                       " images).")
         md += ["", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
@@ -107,6 +107,15 @@ class Report:
     def write(self, directory: Path) -> None:
         write_text_atomic(directory / "report.json", self.to_json())
         write_text_atomic(directory / "report.md", self.markdown())
+
+
+def _tq_text(tq: dict | None) -> str:
+    """``{'bits': 8, 'signed': False, ...}`` -> ``uint8 asymmetric per-tensor``."""
+    if tq is None:
+        return "float"
+    kind = f"{'' if tq['signed'] else 'u'}int{tq['bits']}"
+    return (f"{kind} {'symmetric' if tq['symmetric'] else 'asymmetric'} "
+            f"{'per-channel' if tq['per_channel'] else 'per-tensor'}")
 
 
 def _pct(v: float | None) -> str:
