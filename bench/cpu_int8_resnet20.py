@@ -21,12 +21,12 @@ import numpy as np
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 import convdeploy as cd
-from convdeploy import check, latency
+from convdeploy import check
 from convdeploy.exporters.artifact import Artifact, ArtifactFormat
 from convdeploy.files import write_text_atomic
 from convdeploy.models.datasets import load_images
 from convdeploy.models.zoo import CIFAR_PREPROCESS
-from convdeploy.report import environment
+from convdeploy.pipeline import evaluate_on_target
 from convdeploy.targets import registry
 from convdeploy.targets.base import RuntimeOptions
 
@@ -60,24 +60,13 @@ def ort_quantize_static(float_onnx: Path, calib: np.ndarray, out: Path) -> float
 
 
 def measure_peer(path: Path, eval_set, float_logits, cfg: cd.DeployConfig) -> list[dict]:
-    rows = []
-    art = Artifact(name=path.stem, format=ArtifactFormat.ONNX, precision="ort-static",
-                   path=path, input_shape=CIFAR_PREPROCESS.input_shape)
-    for name in TARGETS:
-        target = registry.get(name)
-        runnable = target.compile(art, path.parent, options=RuntimeOptions(cfg.measure.threads))
-        logits = check.run_dataset(runnable, eval_set, CIFAR_PREPROCESS, batch_size=100,
-                                   input_name="input", output_name="output", progress=False)
-        row = {"target": name, "scheme": "ort quantize_static w8a8 (QDQ, per-channel, MinMax)",
-               "artifact": path.name, "model_size_bytes": path.stat().st_size}
-        row.update(check.compare(logits, float_logits=float_logits, sim_logits=None,
-                                 labels=eval_set.labels, output_scale=None))
-        row["latency_ms"] = latency.measure(
-            runnable, eval_set.normalized(CIFAR_PREPROCESS, 0, cfg.measure.batch_size), "input",
-            batch_size=cfg.measure.batch_size, warmup=cfg.measure.warmup,
-            repeats=cfg.measure.repeats)
-        rows.append(row)
-    return rows
+    """The peer's model through the same compile/evaluate/time path as convdeploy's rows."""
+    art = Artifact(name=path.stem, format=ArtifactFormat.ONNX,
+                   precision="ort quantize_static w8a8 (QDQ, per-channel, MinMax)", path=path,
+                   input_shape=CIFAR_PREPROCESS.input_shape)
+    return [evaluate_on_target(registry.get(name), art, cfg, path.parent, eval_set,
+                               CIFAR_PREPROCESS, {"float": float_logits})[0]
+            for name in TARGETS]
 
 
 def main(argv: list[str] | None = None) -> int:

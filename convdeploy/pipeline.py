@@ -95,11 +95,14 @@ def _torch_artifact(qm, precision: str, preprocess: Preprocess, quantized: bool)
                     output_scale=qm.output_scale() if quantized else None)
 
 
-def _evaluate(target: Target, artifact: Artifact, cfg: DeployConfig, stage: Path,
-              eval_set: ImageSet, preprocess: Preprocess, refs: dict) -> tuple[dict, np.ndarray]:
+def evaluate_on_target(target: Target, artifact: Artifact, cfg: DeployConfig, workdir: Path,
+                       eval_set: ImageSet, preprocess: Preprocess,
+                       refs: dict[str, np.ndarray]) -> tuple[dict, np.ndarray]:
+    """Compile ``artifact`` on ``target``, run the evaluation set, compare with ``refs``
+    ("float", and "sim" for quantized artifacts) and time it: one report row and the logits."""
     m = cfg.measure
     t0 = time.perf_counter()
-    runnable = target.compile(artifact, stage / "work", options=RuntimeOptions(m.threads))
+    runnable = target.compile(artifact, workdir, options=RuntimeOptions(m.threads))
     logits = check.run_dataset(runnable, eval_set, preprocess, batch_size=m.eval_batch_size,
                                input_name=artifact.input_name, output_name=artifact.output_name,
                                label=f"{target.name} {artifact.precision}",
@@ -179,7 +182,8 @@ def _measure_all(cfg: DeployConfig, targets: list[Target], artifacts: list[Artif
         for artifact in artifacts:
             if artifact.format not in target.formats:
                 continue
-            row, _ = _evaluate(target, artifact, cfg, stage, eval_set, preprocess, refs)
+            row, _ = evaluate_on_target(target, artifact, cfg, stage / "work", eval_set,
+                                        preprocess, refs)
             rows.append(row)
     shutil.rmtree(stage / "work", ignore_errors=True)
     float_row = rows[0]

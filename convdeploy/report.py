@@ -56,7 +56,7 @@ class Report:
 
     def rows(self) -> list[list[str]]:
         header = ["target", "scheme", "accuracy", "top-1 agr.", "SQNR dB", "max LSB vs sim",
-                  "batch-1 ms", f"batch-N ms/img"]
+                  "batch-1 ms", "batch-N ms/img"]
         out = [header]
         for r in self.results:
             lat = r.get("latency_ms") or {}

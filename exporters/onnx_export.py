@@ -17,6 +17,7 @@ import torch
 from convdeploy.errors import ConvdeployError
 from convdeploy.files import write_bytes_atomic
 from convdeploy.quant.fakequant import Mode
+from convdeploy.quant.graph import batch_dim
 from convdeploy.quant.ptq import QuantizedModel
 
 from .artifact import Artifact, ArtifactFormat
@@ -55,7 +56,6 @@ def _marker_translation():
 
 def _torch_export_onnx(qm: QuantizedModel, example: torch.Tensor) -> onnx.ModelProto:
     """One export with markers; float and QDQ files are both rewrites of it."""
-    batch = torch.export.Dim("batch", min=1, max=4096)
     sink = io.StringIO()
     # The exporter prints progress and warnings on every call; keep the user's terminal clean.
     with qm.using(Mode.MARKER), warnings.catch_warnings(), contextlib.redirect_stdout(sink), \
@@ -66,7 +66,7 @@ def _torch_export_onnx(qm: QuantizedModel, example: torch.Tensor) -> onnx.ModelP
             program = torch.onnx.export(
                 qm.graph, (example,), dynamo=True, opset_version=OPSET, optimize=True,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_shapes=({0: batch},), custom_translation_table=_marker_translation(),
+                dynamic_shapes=({0: batch_dim()},), custom_translation_table=_marker_translation(),
                 verbose=False)
         except Exception as exc:
             raise ConvdeployError(

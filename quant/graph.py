@@ -22,10 +22,14 @@ def check_finite_parameters(model: nn.Module) -> None:
                 fix="check the checkpoint (a diverged training run or a corrupt file)")
 
 
+def batch_dim() -> torch.export.Dim:
+    """The dynamic batch dimension every capture and export uses."""
+    return torch.export.Dim("batch", min=1, max=4096)
+
+
 def _export(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
-    batch = torch.export.Dim("batch", min=1, max=4096)
     try:
-        return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+        return torch.export.export(model, (example,), dynamic_shapes=({0: batch_dim()},))
     except Exception as exc:  # torch raises many types here; all mean "cannot capture"
         msg = str(exc).strip().splitlines()[0][:300]
         if "batch" in msg or "Constraints violated" in msg or "specializ" in msg:

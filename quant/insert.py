@@ -99,19 +99,17 @@ class _Inserter:
         self.grid: dict[Node, ActivationQuantizer] = {}  # value -> the grid it lies on
         self.excluded_used: set[str] = set()
 
-    def _register(self, q: Quantizer) -> str:
+    def _register(self, q: Quantizer) -> None:
         name = attr_name(q.key)
         if hasattr(self.root, name):
             raise ConvdeployError(f"two quantized tensors map to the name {name!r}",
                                   fix="rename one of the model's layers")
         self.root.add_module(name, q)
         self.result.quantizers[q.key] = q
-        return f"{QUANTIZER_ROOT}.{name}"
 
-    def _place_after(self, node: Node, q: Quantizer, target: str | None = None) -> Node:
-        target = target or f"{QUANTIZER_ROOT}.{attr_name(q.key)}"
+    def _place_after(self, node: Node, q: Quantizer) -> Node:
         with self.graph.inserting_after(node):
-            qnode = self.graph.call_module(target, (node,))
+            qnode = self.graph.call_module(f"{QUANTIZER_ROOT}.{attr_name(q.key)}", (node,))
         node.replace_all_uses_with(qnode, delete_user_cb=lambda user: user is not qnode)
         q.tensors.append(node.name)
         qnode.meta = dict(node.meta)
@@ -142,17 +140,24 @@ class _Inserter:
         w_node = node.args[1]
         if w_node.op != "get_attr":
             return  # weights computed at run time: left in float, output still quantized
-        wq = WeightQuantizer(w_node.target, self.scheme.weights, module=path)
-        wq.init_from(get_attr_tensor(self.gm, w_node.target))
-        self._register(wq)
+        wq = self.result.quantizers.get(w_node.target)  # a weight shared by several layers
+        if wq is None:
+            wq = WeightQuantizer(w_node.target, self.scheme.weights, module=path)
+            wq.init_from(get_attr_tensor(self.gm, w_node.target))
+            self._register(wq)
         self._insert_on_arg(node, 1, wq)
         b_node = node.args[2] if len(node.args) > 2 else None
         input_q = self.grid.get(node.args[0])
-        if b_node is not None and b_node.op == "get_attr" and input_q is not None:
+        if b_node is None or b_node.op != "get_attr" or input_q is None:
+            return
+        bq = self.result.quantizers.get(b_node.target)
+        if bq is None:
             channels = get_attr_tensor(self.gm, b_node.target).numel()
             bq = BiasQuantizer(b_node.target, input_q, wq, channels, module=path)
             self._register(bq)
-            self._insert_on_arg(node, 2, bq)
+        elif bq._tied != (input_q, wq):
+            return  # a bias shared across different input grids has no single int32 scale
+        self._insert_on_arg(node, 2, bq)
 
     def _insert_on_arg(self, node: Node, index: int, q: Quantizer) -> None:
         src = node.args[index]
@@ -176,24 +181,21 @@ class _Inserter:
                                   fix="give the scheme an activation quantizer (e.g. w8a8)")
         skip: set[Node] = set()
         for node in list(self.graph.nodes):
-            if node in skip or not _is_float_tensor(node) and node.op != "placeholder":
+            if node in skip or not _is_float_tensor(node):
                 continue
             if node.op == "placeholder":
-                if _is_float_tensor(node):
-                    self._new_activation(node)
-                continue
-            if node.op != "call_function" or node.target is operator.getitem:
-                continue
-            self._visit(node, skip)
+                self._new_activation(node)
+            elif node.op == "call_function" and node.target is not operator.getitem:
+                self._visit(node, skip)
         unused = set(self.scheme.exclude) - self.excluded_used
         if unused:
             raise ConvdeployError(
                 f"--exclude names no layer of this model: {', '.join(sorted(unused))}",
                 fix=f"use module paths such as {', '.join(self.result.layers[:4])}")
-        out_args = [a for a in self.graph.output_node().args[0]] if isinstance(
-            self.graph.output_node().args[0], (tuple, list)) else [self.graph.output_node().args[0]]
-        if out_args and out_args[0] in self.grid:
-            self.result.output_key = self.grid[out_args[0]].key
+        outputs = self.graph.output_node().args[0]
+        first = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+        if first in self.grid:  # the model output's encoding defines the output LSB
+            self.result.output_key = self.grid[first].key
         self.graph.lint()
         self.gm.recompile()
         return self.result

@@ -1,7 +1,6 @@
 """Real-data checks: the zoo loads the published checkpoints and reproduces their accuracy on
 the shared CIFAR-10 test split (81.0% / 83.2% measured on these JPEGs). Skipped without
 ../shared; the full quantized comparison lives in bench/."""
-import numpy as np
 import pytest
 import torch
 

@@ -79,3 +79,19 @@ def test_batch_dependent_model_is_refused():
 
     with pytest.raises(ConvdeployError, match="torch.export"):
         capture(Fixed(), torch.randn(2, 3, 4, 4))
+
+
+def test_shared_weights_share_one_quantizer():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(torch.relu(self.conv(x)))
+
+    torch.manual_seed(0)
+    model = Tied().eval()
+    qm = prepare(capture(model, torch.randn(2, 3, 8, 8)), W8A8)
+    weights = [q for q in qm.quantizers.values() if isinstance(q, WeightQuantizer)]
+    assert len(weights) == 1 and len(weights[0].tensors) == 2
