@@ -45,7 +45,9 @@ class _Reader:
         return None if x is None else {"input": x}
 
 
-def ort_quantize_static(float_onnx: Path, calib: np.ndarray, out: Path) -> float:
+def ort_quantize_static(float_onnx: Path, calib: np.ndarray, out: Path,
+                        weight_bits: int = 8) -> float:
+    """onnxruntime's static QDQ quantizer (per-channel, MinMax, uint8 activations); seconds."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -55,7 +57,8 @@ def ort_quantize_static(float_onnx: Path, calib: np.ndarray, out: Path) -> float
     quant_pre_process(str(float_onnx), str(pre))
     quantize_static(str(pre), str(out), _Reader(calib), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+                    weight_type=QuantType.QInt8 if weight_bits == 8 else QuantType.QInt4,
+                    calibrate_method=CalibrationMethod.MinMax)
     return time.perf_counter() - t0
 
 

@@ -40,7 +40,16 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="checkpoint (state dict), loaded with weights_only=True")
     q = p.add_argument_group("quantization")
     q.add_argument("--int8", action="store_true",
-                   help="quantize: int8 per-channel weights, uint8 per-tensor activations")
+                   help="quantize: int8 per-channel weights, uint8 per-tensor activations "
+                        "(short for --scheme w8a8)")
+    q.add_argument("--scheme", choices=SCHEMES,
+                   help="w8a8 | w4a8 | w4a4 (4-bit per-channel weights) | w8a16")
+    q.add_argument("--ptq", help="PTQ methods to combine, e.g. cle,bias-correction,adaround "
+                                 "(cle, weight-mse, adaround, bias-correction; 'none' = "
+                                 "round to nearest; default: the best measured for the scheme)")
+    q.add_argument("--adaround-iters", type=int, default=1000, help="AdaRound steps per layer")
+    q.add_argument("--override", action="append", default=[], metavar="LAYER=BITS",
+                   help="mixed precision: LAYER=8, LAYER=4 or LAYER=float (repeatable)")
     q.add_argument("--per-tensor", action="store_true", help="per-tensor weights (comparison)")
     q.add_argument("--calibration", choices=["minmax", "percentile", "mse"], default="minmax")
     q.add_argument("--percentile", type=float, default=99.99)
@@ -67,15 +76,42 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def _scheme(args: argparse.Namespace):
-    from convdeploy.quant.scheme import INT8_ACT, INT8_WEIGHT_PER_TENSOR, UINT8_ACT, W8A8
+SCHEMES = ("w8a8", "w4a8", "w4a4", "w8a16")
 
-    if not args.int8:
+
+def _scheme(args: argparse.Namespace):
+    from dataclasses import replace as dc_replace
+
+    from convdeploy.quant.scheme import INT8_ACT, PRESETS, LayerOverride
+
+    if args.int8 and args.scheme and args.scheme != "w8a8":
+        raise ValueError(f"--int8 means --scheme w8a8; it contradicts --scheme {args.scheme}")
+    name = args.scheme or ("w8a8" if args.int8 else None)
+    if name is None:
+        if args.ptq or args.override:
+            raise ValueError("--ptq/--override need a scheme: add --int8 or --scheme")
         return None
-    scheme = W8A8.with_(calibration=args.calibration, percentile=args.percentile,
-                        activations=UINT8_ACT if args.act_dtype == "uint8" else INT8_ACT,
-                        exclude=tuple(x for x in args.exclude.split(",") if x))
-    return scheme.with_(weights=INT8_WEIGHT_PER_TENSOR) if args.per_tensor else scheme
+    scheme = PRESETS[name]
+    changes = {"calibration": args.calibration, "percentile": args.percentile,
+               "exclude": tuple(x for x in args.exclude.split(",") if x),
+               "overrides": tuple(LayerOverride.parse(o) for arg in args.override
+                                  for o in arg.split(",") if o)}
+    if args.act_dtype == "int8":
+        if scheme.activations.bits != 8:
+            raise ValueError(f"--act-dtype int8 does not apply to {name}")
+        changes["activations"] = INT8_ACT
+    scheme = scheme.with_(**changes)
+    if args.per_tensor:
+        scheme = scheme.with_(weights=dc_replace(scheme.weights, per_channel=False))
+    return scheme
+
+
+def _ptq(args: argparse.Namespace):
+    from convdeploy.quant.config import PTQConfig
+
+    if args.ptq is None:
+        return None if args.adaround_iters == 1000 else PTQConfig(adaround_iters=args.adaround_iters)
+    return PTQConfig.parse(args.ptq, adaround_iters=args.adaround_iters)
 
 
 def config_from_args(args: argparse.Namespace) -> DeployConfig:
@@ -83,16 +119,32 @@ def config_from_args(args: argparse.Namespace) -> DeployConfig:
         measure = MeasureConfig(batch_size=args.batch_size, repeats=args.repeats)
         if args.threads:
             measure = replace(measure, threads=args.threads)
-        data = DataConfig(calib=args.calib, eval=args.eval, calib_size=args.calib_size,
+        data = DataConfig(calib=args.calib, eval=args.eval, train=getattr(args, "train", None),
+                          calib_size=args.calib_size,
                           eval_limit=args.eval_limit, size=args.size, mean=args.mean,
                           std=args.std, resize=args.resize)
         scheme = _scheme(args)
+        ptq = _ptq(args)
+        qat = _qat(args)
     except ValueError as exc:
-        raise ConvdeployError(f"bad option: {exc}", fix="see `convdeploy export --help`")
+        raise ConvdeployError(f"bad option: {exc}", fix=f"see `convdeploy {args.command} --help`")
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    checkpoint = None
+    if qat is not None:
+        checkpoint = args.checkpoint or args.out.with_name(args.out.name + ".qat-checkpoint.pt")
     return DeployConfig(model=ModelSource(args.model, args.weights), data=data, scheme=scheme,
-                        targets=targets, measure=measure, out=args.out,
-                        overwrite=args.overwrite, progress=not args.no_progress)
+                        ptq=ptq, qat=qat, qat_checkpoint=checkpoint, targets=targets,
+                        measure=measure, out=args.out, overwrite=args.overwrite,
+                        progress=not args.no_progress)
+
+
+def _qat(args: argparse.Namespace):
+    from convdeploy.quant.config import QATConfig
+
+    if args.command != "qat":
+        return None
+    return QATConfig(epochs=args.epochs, lr=args.lr, batch_size=args.train_batch,
+                     learn_ranges=not args.fixed_ranges)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -101,6 +153,35 @@ def cmd_export(args: argparse.Namespace) -> int:
     report = run(config_from_args(args))
     print(report.table())
     print(f"\nwrote {args.out}/report.json, {args.out}/report.md and the model files")
+    return 0
+
+
+def _add_qat_args(p: argparse.ArgumentParser) -> None:
+    t = p.add_argument_group("fine-tuning")
+    t.add_argument("--train", help="training images (ImageFolder dir or .npz with labels)")
+    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (cosine to 0)")
+    t.add_argument("--train-batch", type=int, default=64)
+    t.add_argument("--fixed-ranges", action="store_true",
+                   help="keep the calibrated scales (default: learn them)")
+    t.add_argument("--checkpoint", type=Path,
+                   help="checkpoint file, resumed when it matches the run "
+                        "(default: OUT.qat-checkpoint.pt beside --out)")
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .sensitivity import inspect_layers
+
+    cfg = config_from_args(args)
+    if cfg.scheme is None:
+        cfg = replace(cfg, scheme=__import__("convdeploy.quant.scheme", fromlist=["W8A8"]).W8A8)
+    result = inspect_layers(cfg, top=args.top)
+    print(result.table())
+    if args.json:
+        from .files import write_text_atomic
+
+        write_text_atomic(args.json, result.to_json())
+        print(f"\nwrote {args.json}")
     return 0
 
 
@@ -133,6 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export (and quantize), run on targets, report")
     _add_export_args(export)
     export.set_defaults(func=cmd_export)
+    qat = sub.add_parser("qat", help="PTQ, then quantization-aware fine-tuning; same report")
+    _add_export_args(qat)
+    _add_qat_args(qat)
+    qat.set_defaults(func=cmd_export)
+    inspect = sub.add_parser("inspect", help="per-layer quantization sensitivity (one layer "
+                                             "quantized at a time): SQNR and accuracy delta")
+    _add_export_args(inspect)
+    inspect.add_argument("--top", type=int, default=5, help="how many worst layers to name")
+    inspect.add_argument("--json", type=Path, help="also write the table as JSON")
+    inspect.set_defaults(func=cmd_inspect)
     targets = sub.add_parser("targets", help="list targets and whether each can run here")
     targets.set_defaults(func=cmd_targets)
     return parser

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from convdeploy.quant.config import DEFAULT_PTQ, PTQConfig, QATConfig
 from convdeploy.quant.scheme import QuantScheme
 
 DEFAULT_TARGETS = ("cpu-ort", "cpu-openvino")
@@ -29,6 +30,7 @@ class DataConfig:
 
     calib: str | None = None
     eval: str | None = None
+    train: str | None = None  # quantization-aware fine-tuning data
     calib_size: int = 512
     eval_limit: int | None = None
     size: tuple[int, int] | None = None
@@ -65,14 +67,27 @@ class MeasureConfig:
 class DeployConfig:
     """One ``pipeline.run``: model -> (quantize) -> export -> run on targets -> report in ``out``.
 
-    ``scheme=None`` exports and checks the float model only.
+    ``scheme=None`` exports and checks the float model only. ``ptq=None`` uses the best PTQ
+    methods measured for the scheme (``DEFAULT_PTQ``); ``qat`` fine-tunes after PTQ on
+    ``data.train``, checkpointing to ``qat_checkpoint`` (resumed when it matches the run).
     """
 
     model: ModelSource = field(default_factory=ModelSource)
     data: DataConfig = field(default_factory=DataConfig)
     scheme: QuantScheme | None = None
+    ptq: PTQConfig | None = None
+    qat: QATConfig | None = None
+    qat_checkpoint: Path | None = None
     targets: tuple[str, ...] = DEFAULT_TARGETS
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     out: Path = Path("convdeploy-out")
     overwrite: bool = False
     progress: bool = True
+
+
+def effective_ptq(cfg: DeployConfig) -> PTQConfig:
+    """The PTQ methods a run uses: the configured ones, or the scheme's measured default."""
+    if cfg.ptq is not None:
+        return cfg.ptq
+    name = cfg.scheme.name.removesuffix("-mixed") if cfg.scheme else "w8a8"
+    return PTQConfig(methods=DEFAULT_PTQ.get(name, ()))

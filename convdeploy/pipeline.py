@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from convdeploy.targets import registry
 from convdeploy.targets.base import RuntimeOptions, Target
 
 from . import check, latency
-from .config import DataConfig, DeployConfig
+from .config import DataConfig, DeployConfig, effective_ptq
 from .files import staged_directory
 from .report import Report, environment
 
@@ -115,6 +116,8 @@ def evaluate_on_target(target: Target, artifact: Artifact, cfg: DeployConfig, wo
     row.update(check.compare(
         logits, float_logits=refs.get("float", logits), sim_logits=refs.get("sim"),
         labels=eval_set.labels, output_scale=artifact.output_scale))
+    if artifact.details.get("weight_container"):
+        row["weight_container"] = artifact.details["weight_container"]
     sample = eval_set.normalized(preprocess, 0, m.batch_size)
     row["latency_ms"] = latency.measure(runnable, sample, artifact.input_name,
                                         batch_size=m.batch_size, warmup=m.warmup,
@@ -125,17 +128,125 @@ def evaluate_on_target(target: Target, artifact: Artifact, cfg: DeployConfig, wo
     return row, logits
 
 
+def _check_scheme(targets: list[Target], cfg: DeployConfig) -> None:
+    """A scheme a target cannot execute is refused before loading, calibration or training."""
+    if cfg.scheme is None:
+        return
+    problems = [f"{t.name}: {r}" for t in targets for r in t.check_scheme(cfg.scheme)]
+    if problems:
+        raise ConvdeployError(f"scheme {cfg.scheme.name} cannot run on every target: "
+                              + "; ".join(problems),
+                              fix="drop that target from --targets, or choose a scheme it runs "
+                                  "(e.g. --scheme w8a8)")
+
+
+def _quantize(cfg: DeployConfig, qm, calib_set: ImageSet, preprocess: Preprocess,
+              eval_set: ImageSet, loaded: LoadedModel, timings: dict) -> dict:
+    """PTQ (and QAT when configured) of ``qm`` in place; returns the report's method details."""
+    import torch
+
+    from convdeploy.quant.ptq import apply_ptq
+
+    ptq = effective_ptq(cfg)
+    checkpoint_state = None
+    if cfg.qat is not None:
+        train_set = _train_set(cfg, loaded, preprocess)
+        run_id = _qat_run_id(cfg, loaded, ptq)
+        if cfg.qat_checkpoint is not None:
+            from convdeploy.quant.qat import load_checkpoint
+
+            checkpoint_state = load_checkpoint(cfg.qat_checkpoint, run_id)
+    if checkpoint_state is not None:  # weights come from the checkpoint: skip the slow methods
+        from convdeploy.quant.config import PTQMethod
+
+        ptq_run = replace(ptq, methods=tuple(m for m in ptq.methods if m is PTQMethod.CLE))
+    else:
+        ptq_run = ptq
+    batches = [torch.from_numpy(b) for b in calib_set.batches(preprocess, 64)]
+    apply_ptq(qm, batches, ptq_run, progress=cfg.progress)
+    qm.ptq = ptq
+    timings.update({f"ptq:{k}": v for k, v in qm.timings_s.items()})
+    details = {"label": qm.label, "ptq": qm.ptq_details}
+    if cfg.qat is not None:
+        from convdeploy.models.augment import random_crop_flip
+        from convdeploy.quant.qat import finetune
+
+        t0 = time.perf_counter()
+        holdout = eval_set.subset(min(len(eval_set), QAT_EVAL_SAMPLES), seed=cfg.data.seed)
+        hx = torch.from_numpy(holdout.normalized(preprocess))
+
+        def accuracy(model) -> float:
+            logits = torch.cat([model.simulate(hx[i:i + 500]) for i in range(0, len(hx), 500)])
+            return float((logits.argmax(1).numpy() == holdout.labels).mean())
+
+        x = torch.from_numpy(train_set.normalized(preprocess))
+        y = torch.from_numpy(train_set.labels.astype(np.int64))
+        history = finetune(qm, x, y, cfg.qat, augment=random_crop_flip if x.dim() == 4 else None,
+                           evaluate=accuracy if holdout.labels is not None else None,
+                           checkpoint=cfg.qat_checkpoint, run_id=run_id, progress=cfg.progress)
+        timings["qat"] = time.perf_counter() - t0
+        details.update(label=qm.label, qat={**asdict(cfg.qat), "history": history,
+                                            "train": train_set.describe(),
+                                            "eval_during_training": len(holdout)})
+    return details
+
+
+QAT_EVAL_SAMPLES = 2000  # held-out images scored after every QAT epoch (the report scores all)
+
+
+def _train_set(cfg: DeployConfig, loaded: LoadedModel, preprocess: Preprocess) -> ImageSet:
+    if cfg.data.train:
+        data = load_images(cfg.data.train, preprocess, progress=cfg.progress)
+    elif loaded.spec and loaded.spec.default_data:
+        data = loaded.spec.default_data()[0]
+    else:
+        raise ConvdeployError(f"no training data for quantization-aware fine-tuning of "
+                              f"{loaded.name}", fix="pass --train DIR (an ImageFolder directory)")
+    if data.labels is None or len(data) == 0:
+        raise ConvdeployError(f"training data {data.source} has no labels",
+                              fix="use an ImageFolder directory (one folder per class)")
+    return data
+
+
+def _qat_run_id(cfg: DeployConfig, loaded: LoadedModel, ptq) -> str:
+    """What a checkpoint must match to be resumed: model, weights, scheme, methods, settings."""
+    import hashlib
+
+    text = repr((loaded.name, loaded.weights, cfg.scheme, ptq, cfg.qat, cfg.data.train,
+                 cfg.data.calib, cfg.data.calib_size, cfg.data.seed))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _export_quantized(cfg: DeployConfig, qm, example, stage: Path,
+                      targets: list[Target]) -> list[Artifact]:
+    """The QDQ model; for 4-bit weights also the packed-INT4 form (its size is reported, and it
+    runs wherever a target accepts it; the int8-container form is the default: it runs integer
+    kernels)."""
+    from convdeploy.exporters.onnx_export import OnnxExporter
+    from convdeploy.exporters.qdq import WeightContainer
+
+    main = OnnxExporter(quantized=True, example=example, precision=qm.label).export(qm, stage)
+    _check_all(targets, main)
+    artifacts = [main]
+    if cfg.scheme.min_bits == 4 and cfg.scheme.weights.bits == 4:
+        packed = OnnxExporter(quantized=True, example=example, precision=qm.label + "+int4-file",
+                              container=WeightContainer.INT4).export(qm, stage)
+        artifacts.append(packed)
+    return artifacts
+
+
 def run(cfg: DeployConfig) -> Report:
     """Export, quantize, run on every target and report; outputs land in ``cfg.out``."""
     import torch
 
     from convdeploy.exporters.onnx_export import OnnxExporter
     from convdeploy.quant.graph import capture
-    from convdeploy.quant.ptq import calibrate, prepare
+    from convdeploy.quant.ptq import prepare
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     targets = resolve_targets(cfg.targets)
+    _check_scheme(targets, cfg)
     loaded = load_model(cfg.model.ref, cfg.model.weights)
     preprocess = resolve_preprocess(cfg.data, loaded)
     calib_set, eval_set = resolve_data(cfg.data, loaded, preprocess, progress=cfg.progress)
@@ -144,29 +255,29 @@ def run(cfg: DeployConfig) -> Report:
     example = torch.from_numpy(eval_set.normalized(preprocess, 0, 2))
     t0 = time.perf_counter()
     gm = capture(loaded.model, example)
-    qm = prepare(gm, cfg.scheme or W8A8)
+    # The float reference keeps its own graph: PTQ methods (CLE, AdaRound, bias correction) and
+    # QAT change the quantized model's weights, never the float model it is measured against.
+    float_qm = prepare(gm, cfg.scheme or W8A8)
+    qm = prepare(gm, cfg.scheme) if cfg.scheme is not None else None
     timings["capture"] = time.perf_counter() - t0
+    method_details = None
     with staged_directory(cfg.out, overwrite=cfg.overwrite) as stage:
         t0 = time.perf_counter()
-        artifacts = [OnnxExporter(quantized=False, example=example).export(qm, stage)]
+        artifacts = [OnnxExporter(quantized=False, example=example).export(float_qm, stage)]
         _check_all(targets, artifacts[0])  # before the long part: calibration and evaluation
         timings["export_float"] = time.perf_counter() - t0
-        refs_art = [_torch_artifact(qm, "float", preprocess, False)]
-        if cfg.scheme is not None:
+        refs_art = [_torch_artifact(float_qm, "float", preprocess, False)]
+        if qm is not None:
+            method_details = _quantize(cfg, qm, calib_set, preprocess, eval_set, loaded, timings)
             t0 = time.perf_counter()
-            batches = [torch.from_numpy(b) for b in calib_set.batches(preprocess, 64)]
-            calibrate(qm, batches, progress=cfg.progress)
-            timings["calibrate"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            artifacts.append(OnnxExporter(quantized=True, example=example).export(qm, stage))
-            _check_all(targets, artifacts[1])
+            artifacts += _export_quantized(cfg, qm, example, stage, targets)
             timings["export_quantized"] = time.perf_counter() - t0
-            refs_art.append(_torch_artifact(qm, cfg.scheme.name, preprocess, True))
+            refs_art.append(_torch_artifact(qm, qm.label, preprocess, True))
         report = _measure_all(cfg, targets, refs_art + artifacts, stage, eval_set, preprocess)
-        report.model_info = _model_info(loaded, qm, gm)
+        report.model_info = _model_info(loaded, qm or float_qm, gm)
         report.data = {"calib": calib_set.describe(), "eval": eval_set.describe(),
                        "preprocess": preprocess.to_dict()}
-        report.scheme = cfg.scheme.to_dict() if cfg.scheme else None
+        report.scheme = {**cfg.scheme.to_dict(), **method_details} if qm is not None else None
         report.timings_s = timings
         report.artifacts = [{"name": a.name, "path": a.path.name, "precision": a.precision,
                              "size_bytes": a.size_bytes, **a.details} for a in artifacts]
@@ -181,6 +292,11 @@ def _measure_all(cfg: DeployConfig, targets: list[Target], artifacts: list[Artif
     for target in targets:
         for artifact in artifacts:
             if artifact.format not in target.formats:
+                continue
+            reasons = target.check(artifact) if artifact.details.get("weight_container") == \
+                "int4" else []
+            if reasons:  # the packed-INT4 file is optional: a target may not take it
+                artifact.details.setdefault("not_run_on", {})[target.name] = "; ".join(reasons)
                 continue
             row, _ = evaluate_on_target(target, artifact, cfg, stage / "work", eval_set,
                                         preprocess, refs)

@@ -30,6 +30,7 @@ class Artifact:
     input_shape: tuple[int, ...] = ()  # one sample, without the batch dimension
     output_scale: float | None = None  # output LSB (quantized artifacts)
     details: dict[str, Any] = field(default_factory=dict)
+    scheme: Any = field(default=None, compare=False, repr=False)  # QuantScheme (quantized)
     module: Any = field(default=None, compare=False, repr=False)  # torch graph, TORCH format
 
     @property

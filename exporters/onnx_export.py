@@ -21,7 +21,7 @@ from convdeploy.quant.graph import batch_dim
 from convdeploy.quant.ptq import QuantizedModel
 
 from .artifact import Artifact, ArtifactFormat
-from .qdq import MARKER_DOMAIN, MARKER_OP, strip_markers, write_qdq
+from .qdq import MARKER_DOMAIN, MARKER_OP, WeightContainer, opset_of, strip_markers, write_qdq
 
 OPSET = 20
 INPUT_NAME, OUTPUT_NAME = "input", "output"
@@ -98,36 +98,50 @@ def _save(model: onnx.ModelProto, path: Path) -> None:
 
 
 def export_onnx(qm: QuantizedModel, path: str | Path, *, example: torch.Tensor,
-                quantized: bool, encodings_path: Path | None = None) -> Artifact:
-    """Write ``qm`` as float ONNX (``quantized=False``) or QDQ ONNX carrying ``qm.encodings``."""
+                quantized: bool, encodings_path: Path | None = None,
+                container: WeightContainer = WeightContainer.INT8,
+                precision: str | None = None) -> Artifact:
+    """Write ``qm`` as float ONNX (``quantized=False``) or QDQ ONNX carrying ``qm.encodings``;
+    ``container`` says how 4-bit weights are stored (see ``exporters.qdq``)."""
     path = Path(path)
     model = _torch_export_onnx(qm, example)
-    model = write_qdq(model, qm.encodings) if quantized else strip_markers(model)
+    model = (write_qdq(model, qm.encodings, container=container) if quantized
+             else strip_markers(model))
     _strip_exporter_metadata(model)
     model.producer_name = "convdeploy"
     _save(model, path)
+    details = {"opset": opset_of(model), "nodes": len(model.graph.node),
+               "op_types": sorted({n.op_type for n in model.graph.node})}
+    if quantized and qm.scheme.min_bits == 4:
+        details["weight_container"] = WeightContainer(container).value
     return Artifact(
         name=path.stem, format=ArtifactFormat.ONNX,
-        precision=qm.scheme.name if quantized else "float", path=path,
+        precision=(precision or qm.scheme.name) if quantized else "float", path=path,
         encodings=encodings_path if quantized else None, input_name=INPUT_NAME,
         output_name=OUTPUT_NAME, input_shape=tuple(example.shape[1:]),
-        output_scale=qm.output_scale() if quantized else None,
-        details={"opset": OPSET, "nodes": len(model.graph.node),
-                 "op_types": sorted({n.op_type for n in model.graph.node})})
+        output_scale=qm.output_scale() if quantized else None, details=details,
+        scheme=qm.scheme if quantized else None)
 
 
 class OnnxExporter:
-    """``Exporter`` protocol wrapper: float or QDQ ONNX."""
+    """``Exporter`` protocol wrapper: float or QDQ ONNX. ``precision`` labels the artifact
+    (scheme and PTQ methods); ``container`` stores 4-bit weights as int8 or INT4."""
 
     format = ArtifactFormat.ONNX
 
-    def __init__(self, *, quantized: bool, example: torch.Tensor) -> None:
+    def __init__(self, *, quantized: bool, example: torch.Tensor, precision: str | None = None,
+                 container: WeightContainer = WeightContainer.INT8) -> None:
         self.quantized, self.example = quantized, example
+        self.precision, self.container = precision, WeightContainer(container)
 
     def export(self, model: QuantizedModel, directory: Path) -> Artifact:
-        name = f"model.{model.scheme.name}.onnx" if self.quantized else "model.float.onnx"
-        enc = None
-        if self.quantized:
-            enc = model.encodings.save(Path(directory) / f"model.{model.scheme.name}.encodings.json")
-        return export_onnx(model, Path(directory) / name, example=self.example,
-                           quantized=self.quantized, encodings_path=enc)
+        if not self.quantized:
+            return export_onnx(model, Path(directory) / "model.float.onnx", example=self.example,
+                               quantized=False)
+        stem = f"model.{model.scheme.name}"
+        enc = model.encodings.save(Path(directory) / f"{stem}.encodings.json")
+        if self.container is WeightContainer.INT4 and model.scheme.min_bits == 4:
+            stem += ".int4"
+        return export_onnx(model, Path(directory) / f"{stem}.onnx", example=self.example,
+                           quantized=True, encodings_path=enc, container=self.container,
+                           precision=self.precision)

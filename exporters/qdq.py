@@ -7,22 +7,51 @@ This pass replaces each one:
 - on a computed value: QuantizeLinear -> DequantizeLinear.
 Keeping this at the ONNX level (rather than relying on torch's fake-quant export) is what lets
 every exporter write exactly the Encodings, for any bit width.
+
+4-bit weights are written either as INT4 tensors (opset 21; half the bytes, but runtimes
+dequantize them and run float convolutions) or as int8 containers holding codes in [-7, 7]
+(``WeightContainer``): the codes, scales and zero points are the same. 4-bit and 16-bit
+activations always use their true types (opset 21): a QuantizeLinear to an 8-bit container would
+saturate at the container's range, not the encoding's.
 """
 from __future__ import annotations
+
+from enum import Enum
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from convdeploy.quant.encodings import Encodings, TensorEncoding
+from convdeploy.quant.encodings import Encodings, TensorEncoding, TensorKind
 
 MARKER_DOMAIN = "convdeploy"
 MARKER_OP = "QPoint"
-_ONNX_INT_TYPES = {
-    np.dtype(np.int8): TensorProto.INT8, np.dtype(np.uint8): TensorProto.UINT8,
-    np.dtype(np.int16): TensorProto.INT16, np.dtype(np.uint16): TensorProto.UINT16,
-    np.dtype(np.int32): TensorProto.INT32,
-}
+OPSET_NARROW_TYPES = 21  # INT4/UINT4/INT16/UINT16 in QuantizeLinear/DequantizeLinear
+
+
+class WeightContainer(str, Enum):
+    """How 4-bit weight codes are stored in the ONNX file."""
+
+    INT8 = "int8"  # int8 tensors holding [-7, 7]: integer kernels run them (fastest here)
+    INT4 = "int4"  # packed INT4 tensors: half the bytes, dequantized to float by runtimes
+
+
+def _onnx_type(e: TensorEncoding, container: WeightContainer) -> int:
+    """The ONNX element type that stores the codes of ``e``."""
+    bits = e.bits
+    if bits == 4 and e.kind is TensorKind.WEIGHT and container is WeightContainer.INT8:
+        bits = 8
+    return {(4, True): TensorProto.INT4, (4, False): TensorProto.UINT4,
+            (8, True): TensorProto.INT8, (8, False): TensorProto.UINT8,
+            (16, True): TensorProto.INT16, (16, False): TensorProto.UINT16,
+            (32, True): TensorProto.INT32}[(bits, e.signed)]
+
+
+def _int_tensor(values: np.ndarray, name: str, onnx_type: int) -> onnx.TensorProto:
+    if onnx_type in (TensorProto.INT4, TensorProto.UINT4):  # packed two per byte by the helper
+        return helper.make_tensor(name, onnx_type, values.shape, values.reshape(-1).tolist())
+    dtype = helper.tensor_dtype_to_np_dtype(onnx_type)
+    return numpy_helper.from_array(np.asarray(values).astype(dtype), name)
 
 
 def _marker_key(node: onnx.NodeProto) -> str:
@@ -44,8 +73,11 @@ def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
 
 
 class _Rewriter:
-    def __init__(self, model: onnx.ModelProto, encodings: Encodings) -> None:
+    def __init__(self, model: onnx.ModelProto, encodings: Encodings,
+                 container: WeightContainer) -> None:
         self.model, self.graph, self.enc = model, model.graph, encodings
+        self.container = container
+        self.narrow_types = False
         self.constants = _constants(self.graph)
         self.params_written: set[str] = set()
         self.new_inits: list[onnx.TensorProto] = []
@@ -57,9 +89,12 @@ class _Rewriter:
         if key not in self.params_written:
             per_axis = e.axis is not None and len(e.scale) > 1
             s = np.asarray(e.scale, dtype=np.float32)
-            z = np.asarray(e.zero_point).astype(e.numpy_dtype())
+            z = np.asarray(e.zero_point, dtype=np.int64)
+            onnx_type = _onnx_type(e, self.container)
+            self.narrow_types |= onnx_type in (TensorProto.INT4, TensorProto.UINT4,
+                                               TensorProto.INT16, TensorProto.UINT16)
             self.new_inits.append(numpy_helper.from_array(s if per_axis else s.reshape(()), scale))
-            self.new_inits.append(numpy_helper.from_array(z if per_axis else z.reshape(()), zp))
+            self.new_inits.append(_int_tensor(z if per_axis else z.reshape(()), zp, onnx_type))
             self.params_written.add(key)
         return scale, zp
 
@@ -75,7 +110,7 @@ class _Rewriter:
         if src in self.constants:
             codes = e.quantize(self.constants[src])
             name = f"{src}.quantized"
-            self.new_inits.append(numpy_helper.from_array(codes, name))
+            self.new_inits.append(_int_tensor(codes, name, _onnx_type(e, self.container)))
             self.replaced_constants.add(src)
             return [self._dq(name, scale, zp, out, e, f"{key}/DequantizeLinear")]
         if e.axis is not None and len(e.scale) > 1:
@@ -99,6 +134,8 @@ class _Rewriter:
         self.graph.node.extend(new_nodes)
         self.graph.initializer.extend(self.new_inits)
         _drop_marker_opset(self.model)
+        if self.narrow_types:
+            _raise_default_opset(self.model, OPSET_NARROW_TYPES)
         return self.model
 
     def _drop_unused_constants(self, nodes: list[onnx.NodeProto]) -> None:
@@ -141,15 +178,30 @@ def _drop_marker_opset(model: onnx.ModelProto) -> None:
     model.opset_import.extend(keep)
 
 
-def write_qdq(marker_model: onnx.ModelProto, encodings: Encodings) -> onnx.ModelProto:
+def _raise_default_opset(model: onnx.ModelProto, version: int) -> None:
+    """Opset 21 only widens the types of the ops the exporter writes (Q/DQ, Reshape, Cast...),
+    so the same graph is valid at 21."""
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx") and o.version < version:
+            o.version = version
+
+
+def opset_of(model: onnx.ModelProto) -> int:
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def write_qdq(marker_model: onnx.ModelProto, encodings: Encodings, *,
+              container: WeightContainer = WeightContainer.INT8) -> onnx.ModelProto:
     """Replace every QPoint marker of ``marker_model`` (in place) with Q/DQ from ``encodings``."""
-    return _Rewriter(marker_model, encodings).run()
+    return _Rewriter(marker_model, encodings, WeightContainer(container)).run()
 
 
 def read_qdq_params(model: onnx.ModelProto) -> dict[str, dict[str, np.ndarray]]:
     """Scales/zero points of every DequantizeLinear, keyed by the encoding name (test helper and
     the report's proof that the file carries the Encodings' numbers)."""
-    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    inits = {i.name: numpy_helper.to_array(i).astype(np.int64) if i.data_type in
+             (TensorProto.INT4, TensorProto.UINT4) else numpy_helper.to_array(i)
+             for i in model.graph.initializer}
     found: dict[str, dict[str, np.ndarray]] = {}
     for node in model.graph.node:
         if node.op_type == "DequantizeLinear":

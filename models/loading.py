@@ -113,7 +113,7 @@ def load_model(ref: str, weights: str | Path | None = None) -> LoadedModel:
     if ref in ZOO:
         spec = ZOO[ref]
         weights = weights or spec.weights
-        if weights is None:
+        if weights is None or (weights == spec.weights and not Path(weights).is_file()):
             raise ConvdeployError(f"{ref} needs --weights FILE",
                                   fix=f"pass {spec.weights_hint}; no model hub is contacted")
         model = spec.build()

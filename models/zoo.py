@@ -4,6 +4,8 @@ from __future__ import annotations
 from .digits import PREPROCESS as DIGITS_PREPROCESS
 from .digits import WEIGHTS as DIGITS_WEIGHTS
 from .digits import DigitsNet, digits_datasets
+from .mobilenetv2_cifar import WEIGHTS as MOBILENETV2_WEIGHTS
+from .mobilenetv2_cifar import mobilenetv2
 from .resnet_cifar import resnet20, resnet56
 from .spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocess
 
@@ -25,4 +27,11 @@ ZOO: dict[str, ModelSpec] = {
         "resnet56-cifar10", resnet56, CIFAR_PREPROCESS, 10,
         "ResNet-56 for CIFAR-10 (He et al. 2016, option-A shortcuts), 0.85 M params",
         weights_hint="the published checkpoint, e.g. ../shared/models/resnet56-cifar10.th"),
+    "mobilenetv2-cifar10": ModelSpec(
+        "mobilenetv2-cifar10", mobilenetv2, CIFAR_PREPROCESS, 10,
+        "MobileNetV2 (width 1.0, stride-1 stem) for 32x32 CIFAR-10, 2.24 M params, trained by "
+        "the project's recipe", weights=MOBILENETV2_WEIGHTS,
+        weights_hint="the recipe's weights: python -m convdeploy.models.mobilenetv2_cifar "
+                     "--train ../shared/data/cifar10/train-subset (writes "
+                     f"{MOBILENETV2_WEIGHTS}; about 15 min on 2 cores)"),
 }

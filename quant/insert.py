@@ -128,11 +128,14 @@ class _Inserter:
 
     def _excluded(self, node: Node) -> bool:
         path = module_path(node)
+        for o in self.scheme.overrides:
+            if path == o.layer or path.startswith(o.layer + "."):
+                self.excluded_used.add(o.layer)
         for name in self.scheme.exclude:
             if path == name or path.startswith(name + "."):
                 self.excluded_used.add(name)
                 return True
-        return False
+        return self.scheme.weights_for(path) is None
 
     def _quantize_params(self, node: Node) -> None:
         """Weight (and int32 bias) quantizers of a conv/linear node."""
@@ -142,7 +145,7 @@ class _Inserter:
             return  # weights computed at run time: left in float, output still quantized
         wq = self.result.quantizers.get(w_node.target)  # a weight shared by several layers
         if wq is None:
-            wq = WeightQuantizer(w_node.target, self.scheme.weights, module=path)
+            wq = WeightQuantizer(w_node.target, self.scheme.weights_for(path), module=path)
             wq.init_from(get_attr_tensor(self.gm, w_node.target))
             self._register(wq)
         self._insert_on_arg(node, 1, wq)
@@ -187,10 +190,11 @@ class _Inserter:
                 self._new_activation(node)
             elif node.op == "call_function" and node.target is not operator.getitem:
                 self._visit(node, skip)
-        unused = set(self.scheme.exclude) - self.excluded_used
+        named = set(self.scheme.exclude) | {o.layer for o in self.scheme.overrides}
+        unused = named - self.excluded_used
         if unused:
             raise ConvdeployError(
-                f"--exclude names no layer of this model: {', '.join(sorted(unused))}",
+                f"--exclude/--override names no layer of this model: {', '.join(sorted(unused))}",
                 fix=f"use module paths such as {', '.join(self.result.layers[:4])}")
         outputs = self.graph.output_node().args[0]
         first = outputs[0] if isinstance(outputs, (tuple, list)) else outputs

@@ -16,6 +16,7 @@ from .encodings import Encodings
 from .fakequant import ActivationQuantizer, Mode, Quantizer
 from .fold import fold_batchnorm
 from .insert import insert_quantizers, quantizers_of
+from .config import PTQConfig, PTQMethod
 from .scheme import Calibration, QuantScheme
 
 
@@ -32,6 +33,15 @@ class QuantizedModel:
     encodings: Encodings
     folded_batchnorms: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+    ptq: PTQConfig = field(default_factory=PTQConfig)
+    ptq_details: dict = field(default_factory=dict)
+    fine_tuned: bool = False  # quantization-aware fine-tuning ran
+
+    @property
+    def label(self) -> str:
+        """Scheme and the methods that produced this model, e.g. ``w4a8+adaround+qat``."""
+        parts = [self.scheme.name, *(m.value for m in self.ptq.methods)]
+        return "+".join(parts + (["qat"] if self.fine_tuned else []))
 
     @property
     def quantizers(self) -> dict[str, Quantizer]:
@@ -124,12 +134,58 @@ def calibrate(qm: QuantizedModel, batches: Iterable[torch.Tensor], *,
     return qm.refresh_encodings()
 
 
-def quantize(gm: GraphModule, scheme: QuantScheme, calib_batches: Iterable[torch.Tensor], *,
-             progress: bool = True) -> QuantizedModel:
-    """Post-training quantization of a captured graph (see ``quant.capture.capture``)."""
+def apply_ptq(qm: QuantizedModel, batches: Iterable[torch.Tensor], ptq: PTQConfig = PTQConfig(),
+              *, progress: bool = True) -> Encodings:
+    """Calibrate ``qm`` with the PTQ methods of ``ptq``, in their fixed order: CLE (changes
+    weights, so before calibration) -> MSE weight clipping -> activation calibration ->
+    AdaRound -> bias correction. Details and timings land in ``qm.ptq_details``/``timings_s``."""
+    from . import adaround, bias_correction, cle, weight_clipping
+
+    batches = list(batches)
+    methods = ptq.methods
+    timed = _Timer(qm.timings_s)
+    if PTQMethod.CLE in methods:
+        with timed("cle"):
+            res = cle.equalize(qm, ptq.cle_iterations)
+        qm.ptq_details["cle"] = vars(res)
+    if PTQMethod.WEIGHT_MSE in methods:
+        with timed("weight-mse"):
+            qm.ptq_details["weight-mse"] = {"layers": weight_clipping.clip_weights(qm)}
+    with timed("calibrate"):
+        calibrate(qm, batches, progress=progress)
+    reference = copy.deepcopy(qm) if {PTQMethod.ADAROUND, PTQMethod.BIAS_CORRECTION} & set(
+        methods) else None
+    if PTQMethod.ADAROUND in methods:
+        with timed("adaround"):
+            res = adaround.adaround(qm, batches, reference, iters=ptq.adaround_iters,
+                                    batch=ptq.adaround_batch, lam=ptq.adaround_lambda,
+                                    lr=ptq.adaround_lr, seed=ptq.seed, progress=progress)
+        qm.ptq_details["adaround"] = adaround.summary(res)
+    if PTQMethod.BIAS_CORRECTION in methods:
+        with timed("bias-correction"):
+            shifts = bias_correction.correct_biases(qm, batches, reference, progress=progress)
+        qm.ptq_details["bias-correction"] = {"layers": len(shifts), "mean_abs_shift": shifts}
+    qm.ptq = ptq
+    qm.set_mode(Mode.QUANT)
+    return qm.refresh_encodings()
+
+
+class _Timer:
+    def __init__(self, sink: dict[str, float]) -> None:
+        self.sink = sink
+
+    @contextlib.contextmanager
+    def __call__(self, label: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.sink[label] = time.perf_counter() - t0
+
+
+def quantize(gm: GraphModule, scheme: QuantScheme, calib_batches: Iterable[torch.Tensor],
+             ptq: PTQConfig = PTQConfig(), *, progress: bool = True) -> QuantizedModel:
+    """Post-training quantization of a captured graph (see ``quant.graph.capture``)."""
     t0 = time.perf_counter()
     qm = prepare(gm, scheme)
-    t1 = time.perf_counter()
-    calibrate(qm, calib_batches, progress=progress)
-    qm.timings_s = {"prepare": t1 - t0, "calibrate": time.perf_counter() - t1}
+    qm.timings_s["prepare"] = time.perf_counter() - t0
+    apply_ptq(qm, calib_batches, ptq, progress=progress)
     return qm

@@ -56,13 +56,38 @@ UINT8_ACT = TensorQuant(bits=8, symmetric=False, per_channel=False, signed=False
 INT8_ACT = TensorQuant(bits=8, symmetric=False, per_channel=False, signed=True, narrow_range=False)
 INT8_WEIGHT_PER_CHANNEL = TensorQuant(bits=8, symmetric=True, per_channel=True)
 INT8_WEIGHT_PER_TENSOR = TensorQuant(bits=8, symmetric=True, per_channel=False)
+INT4_WEIGHT_PER_CHANNEL = TensorQuant(bits=4, symmetric=True, per_channel=True)
+UINT4_ACT = TensorQuant(bits=4, symmetric=False, per_channel=False, signed=False,
+                        narrow_range=False)
+UINT16_ACT = TensorQuant(bits=16, symmetric=False, per_channel=False, signed=False,
+                         narrow_range=False)
+
+
+@dataclass(frozen=True)
+class LayerOverride:
+    """Mixed precision: the layers at ``layer`` (a module path, or a prefix of one) quantize their
+    weights with ``weights`` instead of the scheme's; ``weights=None`` keeps them in float."""
+
+    layer: str
+    weights: TensorQuant | None
+
+    @classmethod
+    def parse(cls, text: str) -> "LayerOverride":
+        """``layer=8`` / ``layer=4`` (per-channel bits) or ``layer=float``."""
+        layer, sep, value = text.partition("=")
+        if not sep or not layer or value not in ("4", "8", "float"):
+            raise ValueError(f"override {text!r} is not LAYER=4, LAYER=8 or LAYER=float")
+        if value == "float":
+            return cls(layer, None)
+        return cls(layer, TensorQuant(bits=int(value), symmetric=True, per_channel=True))
 
 
 @dataclass(frozen=True)
 class QuantScheme:
     """A whole-model quantization recipe.
 
-    ``exclude`` names layers (module paths such as ``layer3.2.conv2`` or ``linear``) kept in float.
+    ``exclude`` names layers (module paths such as ``layer3.2.conv2`` or ``linear``) kept in float;
+    ``overrides`` give chosen layers other weight bits (mixed precision).
     ``activations=None`` means weight-only quantization.
     """
 
@@ -71,6 +96,7 @@ class QuantScheme:
     calibration: Calibration = Calibration.MINMAX
     percentile: float = 99.99
     exclude: tuple[str, ...] = field(default_factory=tuple)
+    overrides: tuple[LayerOverride, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "calibration", Calibration(self.calibration))
@@ -81,13 +107,29 @@ class QuantScheme:
 
     @property
     def name(self) -> str:
-        """Short label used in reports, e.g. ``w8a8`` or ``w8a8-per-tensor``."""
+        """Short label used in reports, e.g. ``w8a8``, ``w8a8-per-tensor``, ``w4a8-mixed``."""
         label = f"w{self.weights.bits}a{self.activations.bits if self.activations else 'f'}"
         if not self.weights.per_channel:
             label += "-per-tensor"
+        if self.overrides:
+            label += "-mixed"
         if self.calibration is not Calibration.MINMAX:
             label += f"-{self.calibration.value}"
         return label
+
+    def weights_for(self, layer: str) -> TensorQuant | None:
+        """The weight quantization of ``layer`` (None = float): the last matching override wins."""
+        chosen: TensorQuant | None = self.weights
+        for o in self.overrides:
+            if layer == o.layer or layer.startswith(o.layer + "."):
+                chosen = o.weights
+        return chosen
+
+    @property
+    def min_bits(self) -> int:
+        """The narrowest width any tensor of the scheme uses (what a target must support)."""
+        bits = [self.weights.bits] + [o.weights.bits for o in self.overrides if o.weights]
+        return min(bits + ([self.activations.bits] if self.activations else []))
 
     def with_(self, **changes) -> "QuantScheme":
         return replace(self, **changes)
@@ -105,9 +147,15 @@ class QuantScheme:
             "name": self.name, "weights": tq(self.weights), "activations": tq(self.activations),
             "calibration": self.calibration.value, "percentile": self.percentile,
             "exclude": list(self.exclude),
+            "overrides": {o.layer: (o.weights.bits if o.weights else "float")
+                          for o in self.overrides},
         }
 
 
 W8A8 = QuantScheme()
 W8A8_PER_TENSOR = QuantScheme(weights=INT8_WEIGHT_PER_TENSOR)
-PRESETS: dict[str, QuantScheme] = {"w8a8": W8A8, "w8a8-per-tensor": W8A8_PER_TENSOR}
+W4A8 = QuantScheme(weights=INT4_WEIGHT_PER_CHANNEL)
+W4A4 = QuantScheme(weights=INT4_WEIGHT_PER_CHANNEL, activations=UINT4_ACT)
+W8A16 = QuantScheme(activations=UINT16_ACT)
+PRESETS: dict[str, QuantScheme] = {"w8a8": W8A8, "w8a8-per-tensor": W8A8_PER_TENSOR,
+                                   "w4a8": W4A8, "w4a4": W4A4, "w8a16": W8A16}

@@ -39,6 +39,9 @@ class Target(Protocol):
     def check(self, artifact: Artifact) -> list[str]:
         """Every reason this target cannot run ``artifact``; [] means supported."""
 
+    def check_scheme(self, scheme: Any) -> list[str]:
+        """Every reason this target cannot run a model quantized with ``scheme``."""
+
     def compile(self, artifact: Artifact, workdir: Path, *,
                 options: RuntimeOptions = RuntimeOptions()) -> Runnable: ...
 
@@ -52,7 +55,22 @@ class TargetBase:
     formats: ClassVar[tuple[ArtifactFormat, ...]] = ()
     runtime_module: ClassVar[str | None] = None  # importable name of the runtime package
     runtime_package: ClassVar[str] = ""  # what to pip install
+    weight_bits: ClassVar[tuple[int, ...]] = (4, 8)  # weight widths it can execute
+    activation_bits: ClassVar[tuple[int, ...]] = (4, 8, 16)
     details: dict[str, Any] = field(default_factory=dict)
+
+    def check_scheme(self, scheme) -> list[str]:
+        """Every reason this target cannot run models quantized with ``scheme`` (a
+        ``QuantScheme``): asked before calibration, so no long computation is wasted."""
+        reasons = []
+        widths = {scheme.weights.bits} | {o.weights.bits for o in scheme.overrides if o.weights}
+        for bits in sorted(widths - set(self.weight_bits)):
+            reasons.append(f"{self.name} has no {bits}-bit weights (it runs "
+                           f"{', '.join(map(str, self.weight_bits))}-bit)")
+        if scheme.activations and scheme.activations.bits not in self.activation_bits:
+            reasons.append(f"{self.name} has no {scheme.activations.bits}-bit activations (it "
+                           f"runs {', '.join(map(str, self.activation_bits))}-bit)")
+        return reasons
 
     def unavailable(self) -> str | None:
         if self.runtime_module and importlib.util.find_spec(self.runtime_module) is None:
@@ -68,6 +86,8 @@ class TargetBase:
         if artifact.format not in self.formats:
             accepted = ", ".join(f.value for f in self.formats)
             reasons.append(f"{self.name} runs {accepted} artifacts, not {artifact.format.value}")
+        if artifact.scheme is not None:
+            reasons.extend(self.check_scheme(artifact.scheme))
         if not reasons:
             reasons.extend(self.check_ops(artifact))
         return reasons

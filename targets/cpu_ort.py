@@ -33,6 +33,18 @@ class OrtRunnable:
         return {self.output_name: out[0]}
 
 
+def has_4bit_activations(model) -> bool:
+    """ORT 1.32's QDQ fusions break on 4-bit activations (ClipQuantFusion aborts on a UINT4 zero
+    point; QLinearConv/MaxPool are built with uint4 inputs they reject). Such models run with
+    basic graph optimizations only: Q/DQ then execute as written, exactly."""
+    from onnx import TensorProto
+
+    zero_points = {n.input[2] for n in model.graph.node
+                   if n.op_type == "QuantizeLinear" and len(n.input) > 2}
+    return any(i.name in zero_points and i.data_type in (TensorProto.INT4, TensorProto.UINT4)
+               for i in model.graph.initializer)
+
+
 class OrtCpuTarget(TargetBase):
     name = "cpu-ort"
     description = "ONNX Runtime, CPU execution provider (MLAS int8 kernels for QDQ models)"
@@ -42,11 +54,15 @@ class OrtCpuTarget(TargetBase):
 
     def _session(self, path: Path, options: RuntimeOptions, optimized: Path | None = None):
         import onnxruntime as ort
+        import onnx
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = options.threads
         so.inter_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        level = ort.GraphOptimizationLevel
+        so.graph_optimization_level = (level.ORT_ENABLE_BASIC
+                                       if has_4bit_activations(onnx.load(str(path)))
+                                       else level.ORT_ENABLE_ALL)
         so.log_severity_level = 3
         if optimized is not None:
             so.optimized_model_filepath = str(optimized)
@@ -73,6 +89,7 @@ class OrtCpuTarget(TargetBase):
         optimized.unlink(missing_ok=True)
         details = {"runtime": f"onnxruntime {ort.__version__}", "providers": list(self.providers),
                    "integer_kernels": {k: v for k, v in kernels.items() if k in INTEGER_KERNELS},
-                   "float_convs": kernels.get("Conv", 0) + kernels.get("FusedConv", 0)}
+                   "float_convs": kernels.get("Conv", 0) + kernels.get("FusedConv", 0),
+                   "optimization": str(session.get_session_options().graph_optimization_level)}
         return OrtRunnable(session, artifact.input_name, artifact.output_name, options.threads,
                            details)

@@ -67,6 +67,11 @@ def test_user_model_from_import_path_with_npz_data(tmp_path):
     (["export", "--int8", "--targets", "tpu-magic"], "unknown target"),
     (["export", "--int8", "--exclude", "nolayer"], "names no layer"),
     (["export", "--int8", "--mean", "0.5,0.5,0.5", "--std", "1,1,1"], "failed on an input"),
+    (["export", "--scheme", "w4a8", "--ptq", "magic"], "unknown PTQ method"),
+    (["export", "--int8", "--scheme", "w4a8"], "contradicts"),
+    (["export", "--scheme", "w4a8", "--override", "fc=3"], "is not LAYER=4"),
+    (["export", "--ptq", "cle"], "need a scheme"),
+    (["qat", "--scheme", "w4a8", "--train", "/nonexistent_dir"], "does not exist"),
 ])
 def test_user_errors_are_one_clear_message(tmp_path, args, needle):
     res = cli(*args, "--out", tmp_path / "o", *FAST)
@@ -112,3 +117,48 @@ def test_float_only_export_of_a_fixed_batch_pt2_program(tmp_path):
     assert {r["scheme"] for r in report["results"]} == {"float"}
     assert report["float"]["accuracy"] is None  # no labels in the .npz
     assert all(r["top1_agreement"] == 1.0 for r in report["results"])
+
+
+def test_w4a8_with_chosen_ptq_methods(tmp_path):
+    out = tmp_path / "out"
+    res = cli("export", "--scheme", "w4a8", "--ptq", "cle,adaround,bias-correction",
+              "--adaround-iters", "30", "--targets", "cpu-ort", "--out", out, *FAST)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((out / "report.json").read_text())
+    label = "w4a8+cle+adaround+bias-correction"
+    assert report["scheme"]["label"] == label and report["scheme"]["weights"]["bits"] == 4
+    assert set(report["scheme"]["ptq"]) == {"cle", "adaround", "bias-correction"}
+    rows = {(r["target"], r["scheme"]): r for r in report["results"]}
+    assert rows[("cpu-ort", label)]["weight_container"] == "int8"
+    assert rows[("cpu-ort", label)]["runtime"]["integer_kernels"]["QLinearConv"] == 4
+    assert rows[("cpu-ort", label + "+int4-file")]["weight_container"] == "int4"
+    sizes = {a["name"]: a["size_bytes"] for a in report["artifacts"]}
+    assert sizes["model.w4a8.int4"] < sizes["model.w4a8"] < sizes["model.float"]
+    for target, scheme in rows:
+        if scheme != "float":
+            assert abs(rows[(target, scheme)]["accuracy"] - report["float"]["accuracy"]) < 0.05
+
+
+def test_qat_command_reports_and_resumes(tmp_path):
+    out = tmp_path / "out"
+    args = ["qat", "--scheme", "w4a8", "--ptq", "none", "--epochs", "1", "--targets", "cpu-ort",
+            "--out", out, *FAST]
+    res = cli(*args)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["scheme"]["label"] == "w4a8+qat"
+    assert len(report["scheme"]["qat"]["history"]) == 1
+    checkpoint = tmp_path / "out.qat-checkpoint.pt"
+    assert checkpoint.is_file()
+    again = cli(*args, "--overwrite")  # same run: resumed from the finished checkpoint
+    assert again.returncode == 0, again.stderr
+    assert "resuming QAT" in again.stdout
+
+
+def test_inspect_names_the_most_sensitive_layers(tmp_path):
+    res = cli("inspect", "--scheme", "w4a8", "--ptq", "none", "--eval-limit", "100",
+              "--calib-size", "64", "--no-progress", "--json", tmp_path / "s.json")
+    assert res.returncode == 0, res.stderr
+    assert "most sensitive:" in res.stdout and "--override" in res.stdout
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert len(data["layers"]) == 5 and len(data["worst"]) == 5

@@ -1,0 +1,161 @@
+"""Benchmark: PTQ methods and QAT for W8A8 / W4A8 on ResNet-20 and MobileNetV2 (shared CIFAR-10),
+with onnxruntime's ``quantize_static`` (W8A8 and W4A8, QDQ, per-channel, MinMax) on the same float
+ONNX and the same 512 calibration images, in the same run. Every row: accuracy of the fake-quant
+simulation and of the exported QDQ model on cpu-ort over the full test split, and the seconds
+the method took. Writes bench/results/ptq_qat_<model>.json.
+
+    python bench/ptq_qat.py --model resnet20 [--qat-epochs 3]
+    python bench/ptq_qat.py --model mobilenetv2   # needs the recipe's weights (see models/)
+
+Skips (exit 0, with a message) when ../shared or the weights are absent.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+warnings.filterwarnings("ignore")
+
+from convdeploy import check  # noqa: E402
+from convdeploy.exporters.artifact import Artifact, ArtifactFormat  # noqa: E402
+from convdeploy.exporters.onnx_export import OnnxExporter  # noqa: E402
+from convdeploy.files import write_text_atomic  # noqa: E402
+from convdeploy.models.augment import random_crop_flip  # noqa: E402
+from convdeploy.models.datasets import load_images  # noqa: E402
+from convdeploy.models.loading import load_model  # noqa: E402
+from convdeploy.models.zoo import CIFAR_PREPROCESS as PRE  # noqa: E402
+from convdeploy.quant.config import PTQConfig, QATConfig  # noqa: E402
+from convdeploy.quant.graph import capture  # noqa: E402
+from convdeploy.quant.ptq import apply_ptq, prepare  # noqa: E402
+from convdeploy.quant.qat import finetune  # noqa: E402
+from convdeploy.quant.scheme import PRESETS  # noqa: E402
+from convdeploy.report import environment  # noqa: E402
+from convdeploy.targets import registry  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+from cpu_int8_resnet20 import ort_quantize_static  # noqa: E402
+
+# (row label, scheme preset, PTQ methods, QAT after PTQ)
+ROWS = [
+    ("W8A8 per-tensor", "w8a8-per-tensor", (), False),
+    ("W8A8 per-tensor CLE", "w8a8-per-tensor", ("cle",), False),
+    ("W8A8 per-channel", "w8a8", (), False),
+    ("W4A8 MinMax", "w4a8", (), False),
+    ("W4A8 CLE+bias correction", "w4a8", ("cle", "bias-correction"), False),
+    ("W4A8 AdaRound", "w4a8", ("adaround",), False),
+    ("W4A8 CLE+AdaRound", "w4a8", ("cle", "adaround"), False),
+    ("W4A8 QAT (from CLE+AdaRound)", "w4a8", ("cle", "adaround"), True),
+]
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float((logits.argmax(1) == labels).mean())
+
+
+def simulate(qm, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return torch.cat([qm.simulate(x[i:i + 500]) for i in range(0, len(x), 500)]).numpy()
+
+
+def run_onnx(path: Path, eval_set, work: Path) -> np.ndarray:
+    art = Artifact(name=path.stem, format=ArtifactFormat.ONNX, precision="q", path=path)
+    runnable = registry.get("cpu-ort").compile(art, work)
+    return check.run_dataset(runnable, eval_set, PRE, batch_size=100, input_name="input",
+                             output_name="output", progress=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["resnet20", "mobilenetv2"], default="resnet20")
+    parser.add_argument("--shared", type=Path, default=ROOT.parent.parent / "shared")
+    parser.add_argument("--weights", type=Path, help="MobileNetV2 weights (default: the cache)")
+    parser.add_argument("--qat-epochs", type=int, default=3)
+    parser.add_argument("--qat-lr", type=float, default=1e-3)
+    parser.add_argument("--adaround-iters", type=int, default=1000)
+    parser.add_argument("--rows", help="comma-separated row numbers to run (default: all)")
+    args = parser.parse_args(argv)
+    data = args.shared / "data" / "cifar10"
+    if args.model == "resnet20":
+        name, weights = "resnet20-cifar10", args.shared / "models" / "resnet20-cifar10.th"
+    else:
+        from convdeploy.models.mobilenetv2_cifar import WEIGHTS
+
+        name, weights = "mobilenetv2-cifar10", args.weights or WEIGHTS
+    if not weights.is_file() or not (data / "test").is_dir():
+        print(f"skipped: needs {weights} and {data}/test; nothing measured")
+        return 0
+    torch.manual_seed(0)
+    loaded = load_model(name, str(weights))
+    train = load_images(data / "train-subset", PRE, progress=False)
+    calib = train.subset(512, seed=0)
+    test = load_images(data / "test", PRE, progress=False)
+    x = torch.from_numpy(test.normalized(PRE))
+    batches = [torch.from_numpy(b) for b in calib.batches(PRE, 64)]
+    gm = capture(loaded.model, x[:2])
+    work = Path(tempfile.mkdtemp(prefix="bench-ptq-"))
+    float_qm = prepare(gm, PRESETS["w8a8"])
+    float_art = OnnxExporter(quantized=False, example=x[:2]).export(float_qm, work)
+    with torch.no_grad():
+        float_logits = torch.cat([float_qm.float(x[i:i + 500])
+                                  for i in range(0, len(x), 500)]).numpy()
+    float_acc = accuracy(float_logits, test.labels)
+    rows = [{"row": "float", "simulation_accuracy": float_acc,
+             "cpu_ort_accuracy": accuracy(run_onnx(float_art.path, test, work), test.labels),
+             "seconds": 0.0, "size_bytes": float_art.size_bytes}]
+    print(f"{name} float {100 * float_acc:.2f}%", flush=True)
+    chosen = {int(i) for i in args.rows.split(",")} if args.rows else set(range(len(ROWS)))
+    for i, (label, preset, methods, qat) in enumerate(ROWS):
+        if i not in chosen:
+            continue
+        t0 = time.perf_counter()
+        qm = prepare(gm, PRESETS[preset])
+        apply_ptq(qm, batches, PTQConfig(methods=methods, adaround_iters=args.adaround_iters),
+                  progress=False)
+        row = {"row": label, "scheme": qm.label, "ptq_seconds": dict(qm.timings_s)}
+        if qat:
+            t1 = time.perf_counter()
+            hx = torch.from_numpy(train.normalized(PRE))
+            finetune(qm, hx, torch.from_numpy(train.labels), QATConfig(
+                epochs=args.qat_epochs, lr=args.qat_lr), augment=random_crop_flip,
+                progress=False)
+            row["qat_seconds"] = time.perf_counter() - t1
+            row["qat"] = {"epochs": args.qat_epochs, "lr": args.qat_lr,
+                          "train_images": len(train)}
+        row["seconds"] = time.perf_counter() - t0
+        row["simulation_accuracy"] = accuracy(simulate(qm, x), test.labels)
+        art = OnnxExporter(quantized=True, example=x[:2]).export(qm, work)
+        row["cpu_ort_accuracy"] = accuracy(run_onnx(art.path, test, work), test.labels)
+        row["size_bytes"] = art.size_bytes
+        rows.append(row)
+        print(f"{label:34} sim {100 * row['simulation_accuracy']:.2f}%  cpu-ort "
+              f"{100 * row['cpu_ort_accuracy']:.2f}%  {row['seconds']:.0f} s", flush=True)
+    calib_np = calib.normalized(PRE)
+    for bits in (8, 4):
+        out = work / f"ort_static_w{bits}.onnx"
+        seconds = ort_quantize_static(float_art.path, calib_np, out, bits)
+        acc = accuracy(run_onnx(out, test, work), test.labels)
+        rows.append({"row": f"onnxruntime quantize_static W{bits}A8", "cpu_ort_accuracy": acc,
+                     "seconds": seconds, "size_bytes": out.stat().st_size})
+        print(f"{'ORT quantize_static W%dA8' % bits:34} cpu-ort {100 * acc:.2f}%", flush=True)
+    result = {"benchmark": "ptq_qat", "model": name, "float_accuracy": float_acc,
+              "test_images": len(test), "calibration_images": len(calib),
+              "environment": environment(torch.get_num_threads()), "rows": rows}
+    out = ROOT / "results" / f"ptq_qat_{args.model}.json"
+    if args.rows:
+        out = out.with_name(out.stem + "_partial.json")
+    write_text_atomic(out, json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
