@@ -12,6 +12,7 @@ Skips (exit 0, with a message) when ../shared or the weights are absent.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import tempfile
@@ -113,14 +114,24 @@ def main(argv: list[str] | None = None) -> int:
              "seconds": 0.0, "size_bytes": float_art.size_bytes}]
     print(f"{name} float {100 * float_acc:.2f}%", flush=True)
     chosen = {int(i) for i in args.rows.split(",")} if args.rows else set(range(len(ROWS)))
+    ptq_done: dict[tuple, object] = {}  # QAT starts from the PTQ row's model, not a re-run
     for i, (label, preset, methods, qat) in enumerate(ROWS):
         if i not in chosen:
             continue
         t0 = time.perf_counter()
-        qm = prepare(gm, PRESETS[preset])
-        apply_ptq(qm, batches, PTQConfig(methods=methods, adaround_iters=args.adaround_iters),
-                  progress=False)
-        row = {"row": label, "scheme": qm.label, "ptq_seconds": dict(qm.timings_s)}
+        cached = (preset, methods) in ptq_done
+        if cached:
+            qm = copy.deepcopy(ptq_done[(preset, methods)])
+        else:
+            qm = prepare(gm, PRESETS[preset])
+            apply_ptq(qm, batches, PTQConfig(methods=methods,
+                                             adaround_iters=args.adaround_iters), progress=False)
+            ptq_done[(preset, methods)] = copy.deepcopy(qm)
+        row = {"row": label, "scheme": qm.label, "ptq_seconds": dict(qm.timings_s),
+               "ptq_details": {k: v for k, v in qm.ptq_details.items() if k != "adaround"}}
+        if "adaround" in qm.ptq_details:
+            row["adaround_output_mse_gain"] = qm.ptq_details["adaround"][
+                "output_mse_ratio_geomean"]
         if qat:
             t1 = time.perf_counter()
             hx = torch.from_numpy(train.normalized(PRE))
@@ -130,12 +141,13 @@ def main(argv: list[str] | None = None) -> int:
             row["qat_seconds"] = time.perf_counter() - t1
             row["qat"] = {"epochs": args.qat_epochs, "lr": args.qat_lr,
                           "train_images": len(train)}
-        row["seconds"] = time.perf_counter() - t0
+        row["seconds"] = time.perf_counter() - t0 + (sum(qm.timings_s.values()) if cached else 0)
         row["simulation_accuracy"] = accuracy(simulate(qm, x), test.labels)
         art = OnnxExporter(quantized=True, example=x[:2]).export(qm, work)
         row["cpu_ort_accuracy"] = accuracy(run_onnx(art.path, test, work), test.labels)
         row["size_bytes"] = art.size_bytes
         rows.append(row)
+        _write(args, name, float_acc, test, calib, rows)  # partial results survive a stop
         print(f"{label:34} sim {100 * row['simulation_accuracy']:.2f}%  cpu-ort "
               f"{100 * row['cpu_ort_accuracy']:.2f}%  {row['seconds']:.0f} s", flush=True)
     calib_np = calib.normalized(PRE)
@@ -146,15 +158,20 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"row": f"onnxruntime quantize_static W{bits}A8", "cpu_ort_accuracy": acc,
                      "seconds": seconds, "size_bytes": out.stat().st_size})
         print(f"{'ORT quantize_static W%dA8' % bits:34} cpu-ort {100 * acc:.2f}%", flush=True)
+    print(f"wrote {_write(args, name, float_acc, test, calib, rows, complete=True)}")
+    return 0
+
+
+def _write(args, name, float_acc, test, calib, rows, complete: bool = False) -> Path:
     result = {"benchmark": "ptq_qat", "model": name, "float_accuracy": float_acc,
-              "test_images": len(test), "calibration_images": len(calib),
+              "complete": complete, "test_images": len(test), "calibration_images": len(calib),
+              "adaround_iters": args.adaround_iters,
               "environment": environment(torch.get_num_threads()), "rows": rows}
     out = ROOT / "results" / f"ptq_qat_{args.model}.json"
     if args.rows:
         out = out.with_name(out.stem + "_partial.json")
     write_text_atomic(out, json.dumps(result, indent=2))
-    print(f"wrote {out}")
-    return 0
+    return out
 
 
 if __name__ == "__main__":

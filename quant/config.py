@@ -55,9 +55,8 @@ class PTQConfig:
 
 # The best combination measured for each scheme (bench/ptq_resnet20_mobilenetv2.py).
 DEFAULT_PTQ: dict[str, tuple[PTQMethod, ...]] = {
-    "w8a8": (), "w8a8-per-tensor": (PTQMethod.CLE,),
-    "w4a8": (PTQMethod.CLE, PTQMethod.ADAROUND),
-    "w4a4": (PTQMethod.CLE, PTQMethod.ADAROUND), "w8a16": (),
+    "w8a8": (), "w8a8-per-tensor": (),
+    "w4a8": (PTQMethod.ADAROUND,), "w4a4": (PTQMethod.ADAROUND,), "w8a16": (),
 }
 
 
