@@ -47,7 +47,7 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
     q.add_argument("--ptq", help="PTQ methods to combine, e.g. cle,bias-correction,adaround "
                                  "(cle, weight-mse, adaround, bias-correction; 'none' = "
                                  "round to nearest; default: the best measured for the scheme)")
-    q.add_argument("--adaround-iters", type=int, default=1000, help="AdaRound steps per layer")
+    q.add_argument("--adaround-iters", type=int, help="AdaRound steps per layer (default 1000)")
     q.add_argument("--override", action="append", default=[], metavar="LAYER=BITS",
                    help="mixed precision: LAYER=8, LAYER=4 or LAYER=float (repeatable)")
     q.add_argument("--per-tensor", action="store_true", help="per-tensor weights (comparison)")
@@ -106,12 +106,18 @@ def _scheme(args: argparse.Namespace):
     return scheme
 
 
-def _ptq(args: argparse.Namespace):
+def _ptq(args: argparse.Namespace, scheme):
+    """None (the scheme's measured default) unless --ptq or --adaround-iters says otherwise."""
     from convdeploy.quant.config import PTQConfig
 
-    if args.ptq is None:
-        return None if args.adaround_iters == 1000 else PTQConfig(adaround_iters=args.adaround_iters)
-    return PTQConfig.parse(args.ptq, adaround_iters=args.adaround_iters)
+    from .config import default_methods
+
+    if args.ptq is None and args.adaround_iters is None:
+        return None
+    settings = {} if args.adaround_iters is None else {"adaround_iters": args.adaround_iters}
+    if args.ptq is not None:
+        return PTQConfig.parse(args.ptq, **settings)
+    return PTQConfig(methods=default_methods(scheme), **settings)
 
 
 def config_from_args(args: argparse.Namespace) -> DeployConfig:
@@ -124,7 +130,7 @@ def config_from_args(args: argparse.Namespace) -> DeployConfig:
                           eval_limit=args.eval_limit, size=args.size, mean=args.mean,
                           std=args.std, resize=args.resize)
         scheme = _scheme(args)
-        ptq = _ptq(args)
+        ptq = _ptq(args, scheme)
         qat = _qat(args)
     except ValueError as exc:
         raise ConvdeployError(f"bad option: {exc}", fix=f"see `convdeploy {args.command} --help`")
@@ -172,9 +178,11 @@ def _add_qat_args(p: argparse.ArgumentParser) -> None:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .sensitivity import inspect_layers
 
+    from convdeploy.quant.scheme import W8A8
+
     cfg = config_from_args(args)
     if cfg.scheme is None:
-        cfg = replace(cfg, scheme=__import__("convdeploy.quant.scheme", fromlist=["W8A8"]).W8A8)
+        cfg = replace(cfg, scheme=W8A8)
     result = inspect_layers(cfg, top=args.top)
     print(result.table())
     if args.json:

@@ -89,5 +89,10 @@ def effective_ptq(cfg: DeployConfig) -> PTQConfig:
     """The PTQ methods a run uses: the configured ones, or the scheme's measured default."""
     if cfg.ptq is not None:
         return cfg.ptq
-    name = cfg.scheme.name.removesuffix("-mixed") if cfg.scheme else "w8a8"
-    return PTQConfig(methods=DEFAULT_PTQ.get(name, ()))
+    return PTQConfig(methods=default_methods(cfg.scheme))
+
+
+def default_methods(scheme: QuantScheme | None) -> tuple:
+    """The PTQ methods measured best for ``scheme`` (bench/ptq_qat.py)."""
+    name = scheme.name if scheme else "w8a8"  # e.g. w4a8-mixed-mse: its base scheme's methods
+    return DEFAULT_PTQ.get(name, DEFAULT_PTQ.get(name.split("-")[0], ()))
