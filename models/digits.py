@@ -17,6 +17,7 @@ from torch import nn
 
 from .datasets import ImageSet
 from .spec import Preprocess
+from .training import train_epoch
 
 WEIGHTS = Path(__file__).parent / "weights" / "digits_convnet.pt"
 PREPROCESS = Preprocess(size=(32, 32), mean=(0.2,), std=(0.3,))
@@ -81,19 +82,10 @@ def train(epochs: int = 30, *, seed: int = 0, batch_size: int = 64,
     steps = epochs * ((len(x) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
     for epoch in range(epochs):
-        model.train()
-        perm = torch.randperm(len(x), generator=gen)
-        total = 0.0
-        for i in range(0, len(x), batch_size):
-            idx = perm[i:i + batch_size]
-            loss = F.cross_entropy(model(_shift(x[idx], 2, gen)), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss) * len(idx)
+        loss = train_epoch(model, x, y, opt, sched, gen, batch_size=batch_size,
+                           augment=lambda xb, g: _shift(xb, 2, g))
         if log:
-            print(f"epoch {epoch + 1}/{epochs} loss {total / len(x):.4f}")
+            print(f"epoch {epoch + 1}/{epochs} loss {loss:.4f}")
     return model.eval(), evaluate(model, test_set)
 
 

@@ -93,6 +93,7 @@ def train(train_dir: Path, *, epochs: int = 20, batch_size: int = 96, lr: float 
     smoothing 0.1, weight decay 4e-4 on weights only, crop+flip augmentation. Returns the model
     and a summary (epochs, minutes, test accuracy when ``eval_dir`` is given)."""
     from .augment import random_crop_flip
+    from .training import train_epoch
     from .datasets import load_images
     from .zoo import CIFAR_PREPROCESS
 
@@ -110,18 +111,9 @@ def train(train_dir: Path, *, epochs: int = 20, batch_size: int = 96, lr: float 
                                                 total_steps=epochs * steps_per_epoch)
     start = time.perf_counter()
     for epoch in range(epochs):
-        model.train()
-        perm = torch.randperm(len(x), generator=gen)
-        loss_sum = 0.0
-        for i in range(0, len(x), batch_size):
-            idx = perm[i:i + batch_size]
-            loss = F.cross_entropy(model(random_crop_flip(x[idx], gen)), y[idx], label_smoothing=0.1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += float(loss.detach()) * len(idx)
-        log(f"epoch {epoch + 1}/{epochs} loss {loss_sum / len(x):.4f} "
+        loss = train_epoch(model, x, y, opt, sched, gen, batch_size=batch_size,
+                           augment=random_crop_flip, label_smoothing=0.1)
+        log(f"epoch {epoch + 1}/{epochs} loss {loss:.4f} "
             f"({(time.perf_counter() - start) / 60:.1f} min)")
     summary = {"epochs": epochs, "train_images": len(x), "batch_size": batch_size, "seed": seed,
                "train_minutes": round((time.perf_counter() - start) / 60, 1),

@@ -69,7 +69,7 @@ def _clamp_folds(node: Node) -> bool:
     return lower is not None and float(lower) == 0.0
 
 
-def _is_foldable_activation(node: Node) -> bool:
+def is_foldable_activation(node: Node) -> bool:
     return node.op == "call_function" and (
         node.target in RELU_OPS or (node.target in CLAMP_OPS and _clamp_folds(node)))
 
@@ -174,7 +174,7 @@ class _Inserter:
     def _output_point(self, node: Node) -> Node:
         """Where the output quantizer of ``node`` stands: after a sole-user ReLU/ReLU6."""
         users = list(node.users)
-        if len(users) == 1 and _is_foldable_activation(users[0]):
+        if len(users) == 1 and is_foldable_activation(users[0]):
             return users[0]
         return node
 

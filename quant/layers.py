@@ -16,7 +16,7 @@ from torch.fx import GraphModule, Interpreter, Node
 
 from .fakequant import ActivationQuantizer, Mode, Quantizer, WeightQuantizer
 from .graph import get_attr_tensor, module_path
-from .insert import ALIAS_OPS, WEIGHTED_OPS, _is_foldable_activation
+from .insert import ALIAS_OPS, WEIGHTED_OPS, is_foldable_activation
 
 aten = torch.ops.aten
 
@@ -111,7 +111,7 @@ def weighted_layers(gm: GraphModule) -> list[WeightedLayer]:
         b_src = source(b_arg) if isinstance(b_arg, Node) else None
         out = node
         user = _sole_user(node)
-        activation = user if user is not None and _is_foldable_activation(user) else None
+        activation = user if user is not None and is_foldable_activation(user) else None
         if activation is not None:
             out = activation
         q_user = _sole_user(out)
