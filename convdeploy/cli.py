@@ -196,6 +196,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_targets(args: argparse.Namespace) -> int:
     from convdeploy.targets import registry
 
+    if args.model:
+        return _cmd_compatibility(args)
+
     rows = [("target", "status", "consumes", "description")]
     for name in registry.names():
         try:
@@ -209,6 +212,19 @@ def cmd_targets(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+    return 0
+
+
+def _cmd_compatibility(args: argparse.Namespace) -> int:
+    from convdeploy.quant.scheme import PRESETS
+
+    from .compatibility import compatibility, verdict_table
+    from .config import DataConfig, ModelSource
+
+    verdicts = compatibility(ModelSource(args.model, args.weights), PRESETS[args.scheme],
+                             data=DataConfig(size=args.size))
+    print(f"{args.model} quantized as {args.scheme} (checked before any calibration):")
+    print(verdict_table(verdicts))
     return 0
 
 
@@ -232,7 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--top", type=int, default=5, help="how many worst layers to name")
     inspect.add_argument("--json", type=Path, help="also write the table as JSON")
     inspect.set_defaults(func=cmd_inspect)
-    targets = sub.add_parser("targets", help="list targets and whether each can run here")
+    targets = sub.add_parser("targets", help="list targets and whether each can run here; "
+                                             "with --model, what each cannot run of it")
+    targets.add_argument("--model", help="zoo name, package.module:factory, or a .pt2 file")
+    targets.add_argument("--weights", help="checkpoint (state dict), weights_only=True")
+    targets.add_argument("--scheme", choices=SCHEMES, default="w8a8")
+    targets.add_argument("--size", type=_size, help="input size N or H,W (non-zoo models)")
     targets.set_defaults(func=cmd_targets)
     return parser
 

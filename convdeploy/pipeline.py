@@ -81,8 +81,14 @@ def resolve_targets(names: tuple[str, ...]) -> list[Target]:
     return targets
 
 
+def _runs(target: Target, artifact: Artifact) -> bool:
+    """Does ``target`` take ``artifact`` at all (its format; float only if it runs float)?"""
+    return artifact.format in target.formats and (artifact.quantized or
+                                                  getattr(target, "runs_float", True))
+
+
 def _check_all(targets: list[Target], artifact: Artifact) -> None:
-    problems = [f"{t.name}: {r}" for t in targets if artifact.format in t.formats
+    problems = [f"{t.name}: {r}" for t in targets if _runs(t, artifact)
                 for r in t.check(artifact)]
     if problems:
         raise ConvdeployError(f"{artifact.name} cannot run on every target: "
@@ -226,13 +232,43 @@ def _export_quantized(cfg: DeployConfig, qm, example, stage: Path,
     from convdeploy.exporters.qdq import WeightContainer
 
     main = OnnxExporter(quantized=True, example=example, precision=qm.label).export(qm, stage)
-    _check_all(targets, main)
-    artifacts = [main]
+    _check_all([t for t in targets if t.name != "int-reference"], main)
+    artifacts = [main, *_tflite(targets, main, stage)]
     if cfg.scheme.min_bits == 4 and cfg.scheme.weights.bits == 4:
         packed = OnnxExporter(quantized=True, example=example, precision=qm.label + "+int4-file",
                               container=WeightContainer.INT4).export(qm, stage)
         artifacts.append(packed)
     return artifacts
+
+
+def _tflite(targets: list[Target], source: Artifact, stage: Path) -> list[Artifact]:
+    """The ``.tflite`` of ``source`` when a target runs TFLite (checked before it is used)."""
+    if not any(ArtifactFormat.TFLITE in t.formats for t in targets):
+        return []
+    from convdeploy.exporters.tflite_export import TfliteExporter
+
+    artifact = TfliteExporter().export(source, stage)
+    _check_all(targets, artifact)
+    return [artifact]
+
+
+def _int_reference_note(targets: list[Target], cfg: DeployConfig,
+                        artifacts: list[Artifact]) -> str | None:
+    """The integer reference joins every quantized run (each row's LSB distance to it); when
+    it was not asked for and cannot lower the model, it is dropped and the report says why."""
+    ref = next((t for t in targets if t.name == "int-reference"), None)
+    quantized = next((a for a in artifacts if a.quantized and a.format is ArtifactFormat.ONNX),
+                     None)
+    if ref is None or quantized is None:
+        return None
+    reasons = ref.check(quantized)
+    if not reasons:
+        return None
+    if "int-reference" in cfg.targets:
+        raise ConvdeployError(f"int-reference cannot run {quantized.name}: " + "; ".join(reasons),
+                              fix="drop int-reference from --targets, or change that layer")
+    targets.remove(ref)
+    return "int-reference skipped: " + "; ".join(reasons)
 
 
 def run(cfg: DeployConfig) -> Report:
@@ -245,7 +281,8 @@ def run(cfg: DeployConfig) -> Report:
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    targets = resolve_targets(cfg.targets)
+    wanted = cfg.targets + (("int-reference",) if cfg.scheme is not None else ())
+    targets = resolve_targets(wanted)
     _check_scheme(targets, cfg)
     loaded = load_model(cfg.model.ref, cfg.model.weights)
     preprocess = resolve_preprocess(cfg.data, loaded)
@@ -260,11 +297,12 @@ def run(cfg: DeployConfig) -> Report:
     float_qm = prepare(gm, cfg.scheme or W8A8)
     qm = prepare(gm, cfg.scheme) if cfg.scheme is not None else None
     timings["capture"] = time.perf_counter() - t0
-    method_details = None
+    method_details = int_ref_note = None
     with staged_directory(cfg.out, overwrite=cfg.overwrite) as stage:
         t0 = time.perf_counter()
         artifacts = [OnnxExporter(quantized=False, example=example).export(float_qm, stage)]
         _check_all(targets, artifacts[0])  # before the long part: calibration and evaluation
+        artifacts += _tflite(targets, artifacts[0], stage)
         timings["export_float"] = time.perf_counter() - t0
         refs_art = [_torch_artifact(float_qm, "float", preprocess, False)]
         if qm is not None:
@@ -272,12 +310,15 @@ def run(cfg: DeployConfig) -> Report:
             t0 = time.perf_counter()
             artifacts += _export_quantized(cfg, qm, example, stage, targets)
             timings["export_quantized"] = time.perf_counter() - t0
+            int_ref_note = _int_reference_note(targets, cfg, artifacts)
             refs_art.append(_torch_artifact(qm, qm.label, preprocess, True))
         report = _measure_all(cfg, targets, refs_art + artifacts, stage, eval_set, preprocess)
         report.model_info = _model_info(loaded, qm or float_qm, gm)
         report.data = {"calib": calib_set.describe(), "eval": eval_set.describe(),
                        "preprocess": preprocess.to_dict()}
         report.scheme = {**cfg.scheme.to_dict(), **method_details} if qm is not None else None
+        if qm is not None and int_ref_note:
+            report.scheme["int_reference"] = int_ref_note
         report.timings_s = timings
         report.artifacts = [{"name": a.name, "path": a.path.name, "precision": a.precision,
                              "size_bytes": a.size_bytes, **a.details} for a in artifacts]
@@ -288,24 +329,42 @@ def run(cfg: DeployConfig) -> Report:
 def _measure_all(cfg: DeployConfig, targets: list[Target], artifacts: list[Artifact],
                  stage: Path, eval_set: ImageSet, preprocess: Preprocess) -> Report:
     refs: dict[str, np.ndarray] = {}
-    rows = []
+    rows, outputs = [], []
     for target in targets:
         for artifact in artifacts:
-            if artifact.format not in target.formats:
+            if not _runs(target, artifact):
                 continue
             reasons = target.check(artifact) if artifact.details.get("weight_container") == \
                 "int4" else []
             if reasons:  # the packed-INT4 file is optional: a target may not take it
                 artifact.details.setdefault("not_run_on", {})[target.name] = "; ".join(reasons)
                 continue
-            row, _ = evaluate_on_target(target, artifact, cfg, stage / "work", eval_set,
-                                        preprocess, refs)
+            row, logits = evaluate_on_target(target, artifact, cfg, stage / "work", eval_set,
+                                             preprocess, refs)
             rows.append(row)
+            outputs.append((artifact, logits))
     shutil.rmtree(stage / "work", ignore_errors=True)
+    _compare_with_int_reference(rows, outputs)
     float_row = rows[0]
     return Report(model=cfg.model.ref, float={
         "accuracy": float_row["accuracy"], "accuracy_ci95": float_row["accuracy_ci95"],
         "target": "reference"}, results=rows, environment=environment(cfg.measure.threads))
+
+
+def _compare_with_int_reference(rows: list[dict], outputs: list) -> None:
+    """Every quantized row gains its distance to the integer reference: the largest output
+    difference in LSBs (0 = bit-exact) and the share of output values equal to it."""
+    ref = next((logits for row, (a, logits) in zip(rows, outputs)
+                if row["target"] == "int-reference"), None)
+    for row, (artifact, logits) in zip(rows, outputs):
+        if not artifact.quantized:
+            continue
+        if ref is None or not artifact.output_scale:
+            row["max_lsb_vs_int_reference"] = row["bit_exact_fraction"] = None
+            continue
+        steps = np.rint(np.abs(logits.astype(np.float64) - ref) / artifact.output_scale)
+        row["max_lsb_vs_int_reference"] = int(steps.max())
+        row["bit_exact_fraction"] = float((steps == 0).mean())
 
 
 def _check_shape(data: ImageSet, preprocess: Preprocess) -> None:

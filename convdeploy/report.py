@@ -56,7 +56,7 @@ class Report:
 
     def rows(self) -> list[list[str]]:
         header = ["target", "scheme", "accuracy", "top-1 agr.", "SQNR dB", "max LSB vs sim",
-                  "batch-1 ms", "batch-N ms/img"]
+                  "LSB vs int-ref (exact %)", "batch-1 ms", "batch-N ms/img"]
         out = [header]
         for r in self.results:
             lat = r.get("latency_ms") or {}
@@ -65,6 +65,8 @@ class Report:
                 "exact" if r.get("sqnr_db") is None else f"{r['sqnr_db']:.1f}",
                 "-" if r.get("max_lsb_vs_simulation") is None
                 else f"{r['max_lsb_vs_simulation']:.2f}",
+                "-" if r.get("max_lsb_vs_int_reference") is None
+                else f"{r['max_lsb_vs_int_reference']} ({100 * r['bit_exact_fraction']:.1f}%)",
                 _num(lat.get("batch1_median")), _num(lat.get("per_image_at_batch_ms"), 3),
             ])
         return out
@@ -97,6 +99,9 @@ class Report:
                "- *SQNR*: logits vs float logits (quantization + backend error), in dB.",
                "- *max LSB vs sim*: largest output difference from the fake-quant simulation, in "
                "units of the output quantization step (the backend's own error).",
+               "- *LSB vs int-ref*: largest output difference from the integer reference "
+               "(int32 accumulators, fixed-point requantization), in output LSBs (0 = "
+               "bit-exact), and the share of output values equal to it.",
                f"- Latency: median of timed runs after warm-up, {self.environment.get('threads')} "
                f"threads, on {self.environment.get('cpu')}.", ""]
         for r in self.results:

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 class ArtifactFormat(str, Enum):
     ONNX = "onnx"
+    TFLITE = "tflite"
     TORCH = "torch"  # an in-memory torch graph (the reference target's input)
 
 

@@ -57,6 +57,8 @@ class TargetBase:
     runtime_package: ClassVar[str] = ""  # what to pip install
     weight_bits: ClassVar[tuple[int, ...]] = (4, 8)  # weight widths it can execute
     activation_bits: ClassVar[tuple[int, ...]] = (4, 8, 16)
+    runs_float: ClassVar[bool] = True  # False: quantized artifacts only (float ones are skipped)
+    suggested_scheme: ClassVar[str] = "w8a8"  # the preset that fits the target's hardware
     details: dict[str, Any] = field(default_factory=dict)
 
     def check_scheme(self, scheme) -> list[str]:

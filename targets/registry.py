@@ -14,6 +14,10 @@ BUILTIN: dict[str, str] = {
     "reference": "convdeploy.targets.reference:ReferenceTarget",
     "cpu-ort": "convdeploy.targets.cpu_ort:OrtCpuTarget",
     "cpu-openvino": "convdeploy.targets.cpu_openvino:OpenVinoCpuTarget",
+    "int-reference": "convdeploy.targets.int_reference:IntReferenceTarget",
+    "mobile-litert": "convdeploy.targets.mobile_litert:LiteRtTarget",
+    "mobile-litert-ref": "convdeploy.targets.mobile_litert:LiteRtReferenceTarget",
+    "dsp-qnn-htp": "convdeploy.targets.dsp_qnn_htp:QnnHtpTarget",
 }
 _registered: dict[str, str] = {}
 

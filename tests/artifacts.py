@@ -31,3 +31,13 @@ def tiny_artifacts():
     example = batches[0][:2]
     return (OnnxExporter(quantized=False, example=example).export(qm, directory),
             OnnxExporter(quantized=True, example=example).export(qm, directory))
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_tflite_artifacts():
+    """(float, int8) ``.tflite`` of the tiny model, written from its ONNX artifacts."""
+    from convdeploy.exporters.tflite_export import TfliteExporter
+
+    flt, qdq = tiny_artifacts()
+    directory = Path(tempfile.mkdtemp(prefix="convdeploy-test-tflite-"))
+    return TfliteExporter().export(flt, directory), TfliteExporter().export(qdq, directory)

@@ -28,11 +28,13 @@ def test_default_demo_export_int8(tmp_path):
     assert report["model"] == "digits-convnet" and report["float"]["accuracy"] > 0.95
     rows = {(r["target"], r["scheme"]): r for r in report["results"]}
     assert set(rows) == {(t, s) for t in ("reference", "cpu-ort", "cpu-openvino")
-                         for s in ("float", "w8a8")}
+                         for s in ("float", "w8a8")} | {("int-reference", "w8a8")}
+    assert rows[("int-reference", "w8a8")]["max_lsb_vs_int_reference"] == 0
     for (target, scheme), r in rows.items():
         assert r["latency_ms"]["batch1_median"] > 0 and r["top1_agreement"] > 0.95
         if scheme == "w8a8" and target != "reference":
             assert r["max_lsb_vs_simulation"] <= 8
+            assert r["max_lsb_vs_int_reference"] <= 8 and r["bit_exact_fraction"] > 0.5
             assert abs(r["accuracy"] - report["float"]["accuracy"]) < 0.03
     assert rows[("cpu-ort", "w8a8")]["runtime"]["integer_kernels"]["QLinearConv"] == 4
     assert {p.name for p in out.iterdir()} == {
@@ -71,6 +73,9 @@ def test_user_model_from_import_path_with_npz_data(tmp_path):
     (["export", "--int8", "--scheme", "w4a8"], "contradicts"),
     (["export", "--scheme", "w4a8", "--override", "fc=3"], "is not LAYER=4"),
     (["export", "--ptq", "cle"], "need a scheme"),
+    (["export", "--scheme", "w4a8", "--targets", "mobile-litert"], "no 4-bit weights"),
+    (["export", "--scheme", "w8a8", "--act-dtype", "int8", "--targets", "dsp-qnn-htp"],
+     "unsigned"),
     (["qat", "--scheme", "w4a8", "--train", "/nonexistent_dir"], "does not exist"),
 ])
 def test_user_errors_are_one_clear_message(tmp_path, args, needle):
@@ -93,6 +98,16 @@ def test_existing_output_is_kept_without_overwrite(tmp_path):
     res = cli("export", "--out", out, *FAST)
     assert res.returncode == 2 and "--overwrite" in res.stderr
     assert (out / "mine.txt").read_text() == "precious"
+
+
+def test_targets_command_says_what_each_target_cannot_run_of_a_model():
+    res = cli("targets", "--model", "digits-convnet", "--scheme", "w4a8")
+    assert res.returncode == 0, res.stderr
+    lines = {line.split()[0]: line for line in res.stdout.splitlines()[1:] if line.strip()}
+    assert lines["cpu-ort"].split()[1] == "runs"
+    assert lines["int-reference"].split()[1] == "runs"
+    if "unavailable" not in lines["mobile-litert"]:
+        assert "no 4-bit weights" in lines["mobile-litert"] and "w8a8" in lines["mobile-litert"]
 
 
 def test_targets_command_lists_availability():
@@ -162,3 +177,25 @@ def test_inspect_names_the_most_sensitive_layers(tmp_path):
     assert "most sensitive:" in res.stdout and "--override" in res.stdout
     data = json.loads((tmp_path / "s.json").read_text())
     assert len(data["layers"]) == 5 and len(data["worst"]) == 5
+
+
+@pytest.mark.skipif(any(__import__("importlib").util.find_spec(m) is None
+                        for m in ("ai_edge_litert", "onnxruntime_qnn")),
+                    reason="the mobile extra is not installed (pip install 'convdeploy[mobile]')")
+def test_mobile_and_dsp_targets_in_one_report(tmp_path):
+    out = tmp_path / "out"
+    res = cli("export", "--int8", "--targets", "int-reference,mobile-litert,mobile-litert-ref,"
+              "dsp-qnn-htp", "--out", out, *FAST)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((out / "report.json").read_text())
+    rows = {(r["target"], r["scheme"]): r for r in report["results"]}
+    assert ("dsp-qnn-htp", "float") not in rows  # the HTP runs quantized models only
+    assert rows[("mobile-litert-ref", "w8a8")]["max_lsb_vs_int_reference"] == 0
+    assert rows[("mobile-litert-ref", "w8a8")]["bit_exact_fraction"] == 1.0
+    for target in ("mobile-litert", "dsp-qnn-htp"):
+        r = rows[(target, "w8a8")]
+        assert r["max_lsb_vs_int_reference"] <= 8
+        assert abs(r["accuracy"] - rows[("reference", "w8a8")]["accuracy"]) <= 0.02
+    assert rows[("mobile-litert", "float")]["sqnr_db"] > 80
+    assert {"model.float.tflite", "model.w8a8.tflite"} <= {p.name for p in out.iterdir()}
+    assert "LSB vs int-ref" in (out / "report.md").read_text()

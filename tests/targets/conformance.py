@@ -23,6 +23,10 @@ class TargetConformance:
     max_lsb: float = 2.0  # quantized output vs simulation, in output LSBs
     min_exact_fraction: float = 0.9  # share of outputs equal to the simulation's
 
+    def artifacts(self):
+        """(float, quantized) artifacts in the format the target consumes."""
+        return tiny_artifacts()
+
     @pytest.fixture
     def target(self):
         target = registry.get(self.target_name)
@@ -37,8 +41,10 @@ class TargetConformance:
         return runnable({artifact.input_name: x})[artifact.output_name]
 
     def test_float_matches_torch(self, target, tmp_path):
+        if not getattr(target, "runs_float", True):
+            pytest.skip(f"{self.target_name} runs quantized models only")
         model, _, batches = tiny_quantized()
-        flt, _ = tiny_artifacts()
+        flt, _ = self.artifacts()
         x = batches[2].numpy()
         y = self._run(target, flt, tmp_path, x)
         np.testing.assert_allclose(y, model(torch.from_numpy(x)).detach().numpy(),
@@ -46,7 +52,7 @@ class TargetConformance:
 
     def test_quantized_within_lsbs_of_simulation(self, target, tmp_path):
         _, qm, batches = tiny_quantized()
-        _, qdq = tiny_artifacts()
+        _, qdq = self.artifacts()
         x = batches[3].numpy()
         y = self._run(target, qdq, tmp_path, x)
         lsb = np.abs(y - qm.simulate(torch.from_numpy(x)).numpy()) / qdq.output_scale
@@ -54,7 +60,8 @@ class TargetConformance:
         assert (np.rint(lsb) == 0).mean() >= self.min_exact_fraction
 
     def test_any_batch_size(self, target, tmp_path):
-        flt, _ = tiny_artifacts()
+        flt, qdq = self.artifacts()
+        flt = flt if getattr(target, "runs_float", True) else qdq
         runnable = target.compile(flt, tmp_path, options=RuntimeOptions(threads=1))
         for n in (1, 3):
             x = np.zeros((n, *flt.input_shape), np.float32)

@@ -1,0 +1,363 @@
+"""Lowering: an exported ONNX model (float, or QDQ carrying the Encodings) -> ``OpGraph``.
+
+``OpGraph`` is the small operator list that integer targets share: the integer reference
+executes it, the TFLite writer serialises it. Each op is a deployable kernel with its activation
+fused (Conv+ReLU -> CONV_2D/RELU); in a QDQ model every op's output is the integer tensor of
+the QuantizeLinear that follows it, so the numbers are the ``Encodings``' and nothing else.
+Layout stays NCHW here; the TFLite writer transposes.
+
+Anything the lowering does not know is refused with the node's name and op (``LoweringError``),
+which targets report from ``check()`` before any run.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from .qdq import _constants
+
+
+class LoweringError(ValueError):
+    """The model holds something integer targets cannot run (the message names it)."""
+
+
+class Activation(str, Enum):
+    NONE = "NONE"
+    RELU = "RELU"
+    RELU6 = "RELU6"
+
+
+class OpKind(str, Enum):
+    QUANTIZE = "QUANTIZE"
+    DEQUANTIZE = "DEQUANTIZE"
+    CONV = "CONV_2D"
+    DEPTHWISE_CONV = "DEPTHWISE_CONV_2D"
+    FULLY_CONNECTED = "FULLY_CONNECTED"
+    ADD = "ADD"
+    MEAN = "MEAN"
+    MAX_POOL = "MAX_POOL_2D"
+    STRIDED_SLICE = "STRIDED_SLICE"
+    PAD = "PAD"
+    RESHAPE = "RESHAPE"
+
+
+_QTYPES = {TensorProto.INT8: (8, True), TensorProto.UINT8: (8, False),
+           TensorProto.INT16: (16, True), TensorProto.UINT16: (16, False),
+           TensorProto.INT4: (4, True), TensorProto.UINT4: (4, False)}
+
+
+@dataclass(frozen=True)
+class QParams:
+    """Per-tensor quantization of one activation tensor (scale as the file's float32)."""
+
+    scale: float
+    zero_point: int
+    bits: int
+    signed: bool
+
+    @property
+    def qmin(self) -> int:
+        return -(2 ** (self.bits - 1)) if self.signed else 0
+
+    @property
+    def qmax(self) -> int:
+        return 2 ** (self.bits - 1) - 1 if self.signed else 2**self.bits - 1
+
+
+@dataclass
+class Op:
+    """One kernel. ``weight``/``bias`` hold integer codes in a quantized graph (``weight_scale``
+    per output channel) and floats otherwise; shapes are ONNX's (OIHW, [out, in])."""
+
+    kind: OpKind
+    inputs: tuple[str, ...]
+    output: str
+    name: str
+    activation: Activation = Activation.NONE
+    weight: np.ndarray | None = None
+    weight_scale: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OpGraph:
+    ops: list[Op]
+    quant: dict[str, QParams]  # integer tensors by name; absent = float32
+    input: str
+    output: str
+    input_shape: tuple[int, ...]  # one sample, NCHW without batch
+
+    @property
+    def quantized(self) -> bool:
+        return bool(self.quant)
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+class _Lowerer:
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.graph = model.graph
+        self.consts = _constants(self.graph)
+        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+        for node in self.graph.node:
+            for name in node.input:
+                self.consumers[name].append(node)
+        self.input = self.graph.input[0].name
+        self.output = self.graph.output[0].name
+        self.quant: dict[str, QParams] = {}
+        self.alias: dict[str, str] = {}  # DQ(activation) output -> its integer tensor
+        self.weights: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # DQ(const) output
+        self.ops: list[Op] = []
+        self.fused: set[str] = set()  # activation nodes folded into their producer
+
+    def qparams(self, node: onnx.NodeProto) -> QParams:
+        scale = self.consts[node.input[1]]
+        zp_init = next(i for i in self.graph.initializer if i.name == node.input[2])
+        bits, signed = _QTYPES[zp_init.data_type]
+        if scale.size != 1:
+            raise LoweringError(f"{node.name}: per-channel activation quantization")
+        zp = int(np.asarray(self.consts[node.input[2]]).astype(np.int64).reshape(-1)[0])
+        return QParams(float(np.float32(scale.reshape(-1)[0])), zp, bits, signed)
+
+    def run(self) -> OpGraph:
+        for node in self.graph.node:
+            if node.op_type == "QuantizeLinear":
+                self._quantize(node)
+            elif node.op_type == "DequantizeLinear":
+                self._dequantize(node)
+            elif node.op_type == "Constant" or node.name in self.fused:
+                continue
+            elif node.op_type == "Identity":
+                self.alias[node.output[0]] = self.resolve(node.input[0])
+            else:
+                self._compute(node)
+        if self.output in self.alias:  # an Identity names the output: the producer writes it
+            produced = self.alias[self.output]
+            for op in self.ops:
+                op.inputs = tuple(self.output if i == produced else i for i in op.inputs)
+                op.output = self.output if op.output == produced else op.output
+        shape = [d.dim_value for d in self.graph.input[0].type.tensor_type.shape.dim][1:]
+        return OpGraph(self.ops, self.quant, self.input, self.output, tuple(shape))
+
+    def resolve(self, name: str) -> str:
+        return self.alias.get(name, name)
+
+    def _quantize(self, node: onnx.NodeProto) -> None:
+        self.quant[node.output[0]] = self.qparams(node)
+        if node.input[0] == self.input:
+            self.ops.append(Op(OpKind.QUANTIZE, (self.input,), node.output[0], node.name))
+
+    def _dequantize(self, node: onnx.NodeProto) -> None:
+        src, out = node.input[0], node.output[0]
+        if src in self.consts:  # a weight or bias: integer codes with their scales
+            scale = np.asarray(self.consts[node.input[1]], dtype=np.float32).reshape(-1)
+            self.weights[out] = (np.asarray(self.consts[src]).astype(np.int64), scale)
+        elif out == self.output:
+            self.ops.append(Op(OpKind.DEQUANTIZE, (src,), out, node.name))
+        else:
+            self.alias[out] = src
+
+    def _value(self, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """A constant operand: (codes, scale) after a DQ, or (float values, None)."""
+        if name in self.weights:
+            return self.weights[name]
+        if name in self.consts:
+            return np.asarray(self.consts[name]), None
+        raise LoweringError(f"{name!r} is a computed weight; only constant weights are lowered")
+
+    def _output(self, node: onnx.NodeProto, fusable: bool) -> tuple[str, Activation]:
+        """Where the op writes: through a fused ReLU/ReLU6 and into the following QuantizeLinear."""
+        value, act = node.output[0], Activation.NONE
+        users = self.consumers[value]
+        if fusable and len(users) == 1 and users[0].op_type in ("Relu", "Clip"):
+            act = self._activation(users[0])
+            self.fused.add(users[0].name)
+            value = users[0].output[0]
+        users = self.consumers[value]
+        q = [u for u in users if u.op_type == "QuantizeLinear"]
+        if self.quant or q:
+            if len(q) != 1 or len(users) != 1:
+                raise LoweringError(f"{node.name} ({node.op_type}): its output is not quantized "
+                                    "once (a float layer inside a quantized model)")
+            return q[0].output[0], act
+        return value, act
+
+    def _activation(self, node: onnx.NodeProto) -> Activation:
+        if node.op_type == "Relu":
+            return Activation.RELU
+        low, high = (float(self.consts[n]) if n in self.consts else None for n in node.input[1:3])
+        if low == 0.0 and high == 6.0:
+            return Activation.RELU6
+        raise LoweringError(f"{node.name}: Clip({low}, {high}) has no fused integer form "
+                            "(only ReLU and ReLU6)")
+
+    def _compute(self, node: onnx.NodeProto) -> None:
+        handler = getattr(self, f"_op_{node.op_type}", None)
+        if handler is None:
+            raise LoweringError(f"{node.name}: op {node.op_type} has no integer kernel here "
+                                "(supported: Conv, Gemm, Add, ReduceMean, GlobalAveragePool, "
+                                "MaxPool, Slice, Pad, Reshape, Flatten, Relu/Clip after them)")
+        handler(node)
+
+    def _op_Conv(self, node: onnx.NodeProto) -> None:
+        a = _attrs(node)
+        weight, scale = self._value(node.input[1])
+        bias = self._value(node.input[2])[0] if len(node.input) > 2 and node.input[2] else None
+        group = a.get("group", 1)
+        out_ch, in_per_group = weight.shape[:2]
+        if group == 1:
+            kind = OpKind.CONV
+        elif in_per_group == 1 and out_ch == group:
+            kind = OpKind.DEPTHWISE_CONV
+        else:
+            raise LoweringError(f"{node.name}: grouped convolution (groups={group}) is neither "
+                                "dense nor depthwise")
+        if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            raise LoweringError(f"{node.name}: auto_pad is not lowered; export explicit pads")
+        out, act = self._output(node, True)
+        k = len(weight.shape) - 2
+        self.ops.append(Op(kind, (self.resolve(node.input[0]),), out, node.name, act, weight,
+                           scale, bias, {"strides": tuple(a.get("strides", (1,) * k)),
+                                         "pads": tuple(a.get("pads", (0,) * 2 * k)),
+                                         "dilations": tuple(a.get("dilations", (1,) * k))}))
+
+    def _op_Gemm(self, node: onnx.NodeProto) -> None:
+        a = _attrs(node)
+        if a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or a.get("transA", 0):
+            raise LoweringError(f"{node.name}: Gemm with alpha/beta/transA is not lowered")
+        weight, scale = self._value(node.input[1])
+        if not a.get("transB", 0):
+            weight = weight.T
+            if scale is not None and scale.size > 1:
+                raise LoweringError(f"{node.name}: per-channel weights on the wrong Gemm axis")
+        bias = self._value(node.input[2])[0] if len(node.input) > 2 and node.input[2] else None
+        out, act = self._output(node, True)
+        self.ops.append(Op(OpKind.FULLY_CONNECTED, (self.resolve(node.input[0]),), out,
+                           node.name, act, np.ascontiguousarray(weight), scale, bias))
+
+    def _op_Add(self, node: onnx.NodeProto) -> None:
+        if any(i in self.consts or i in self.weights for i in node.input):
+            raise LoweringError(f"{node.name}: Add of a constant is not lowered")
+        out, act = self._output(node, True)
+        self.ops.append(Op(OpKind.ADD, tuple(self.resolve(i) for i in node.input), out,
+                           node.name, act))
+
+    def _mean(self, node: onnx.NodeProto, axes) -> None:
+        if sorted(int(x) % 4 for x in axes) != [2, 3]:
+            raise LoweringError(f"{node.name}: a mean over axes {list(axes)} (only the spatial "
+                                "mean, axes 2 and 3, is lowered)")
+        out, _ = self._output(node, False)
+        self.ops.append(Op(OpKind.MEAN, (self.resolve(node.input[0]),), out, node.name))
+
+    def _op_ReduceMean(self, node: onnx.NodeProto) -> None:
+        a = _attrs(node)
+        if not a.get("keepdims", 1):
+            raise LoweringError(f"{node.name}: ReduceMean without keepdims is not lowered")
+        axes = self.consts[node.input[1]] if len(node.input) > 1 else a.get("axes", ())
+        self._mean(node, np.asarray(axes).reshape(-1).tolist())
+
+    def _op_GlobalAveragePool(self, node: onnx.NodeProto) -> None:
+        self._mean(node, [2, 3])
+
+    def _op_MaxPool(self, node: onnx.NodeProto) -> None:
+        a = _attrs(node)
+        if a.get("ceil_mode", 0) or any(d != 1 for d in a.get("dilations", (1, 1))):
+            raise LoweringError(f"{node.name}: MaxPool with ceil_mode or dilation is not lowered")
+        out, act = self._output(node, True)
+        self.ops.append(Op(OpKind.MAX_POOL, (self.resolve(node.input[0]),), out, node.name, act,
+                           attrs={"kernel": tuple(a["kernel_shape"]),
+                                  "strides": tuple(a.get("strides", (1, 1))),
+                                  "pads": tuple(a.get("pads", (0, 0, 0, 0)))}))
+
+    def _op_Slice(self, node: onnx.NodeProto) -> None:
+        starts, ends, axes, steps = (np.asarray(self.consts[n]).reshape(-1).tolist()
+                                     for n in node.input[1:5])
+        out, _ = self._output(node, False)
+        self.ops.append(Op(OpKind.STRIDED_SLICE, (self.resolve(node.input[0]),), out, node.name,
+                           attrs={"starts": starts, "ends": ends, "axes": axes, "steps": steps}))
+
+    def _op_Pad(self, node: onnx.NodeProto) -> None:
+        a = _attrs(node)
+        mode = a.get("mode", b"constant")
+        value = self.consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if mode not in (b"constant", "constant") or (value is not None and float(value) != 0.0):
+            raise LoweringError(f"{node.name}: only zero padding is lowered")
+        pads = np.asarray(self.consts[node.input[1]]).reshape(-1).tolist()
+        out, _ = self._output(node, False)
+        self.ops.append(Op(OpKind.PAD, (self.resolve(node.input[0]),), out, node.name,
+                           attrs={"pads": pads}))
+
+    def _op_Reshape(self, node: onnx.NodeProto) -> None:
+        shape = np.asarray(self.consts[node.input[1]]).reshape(-1).tolist()
+        if not shape or shape[0] not in (-1, 0) or 0 in shape[1:]:
+            raise LoweringError(f"{node.name}: a reshape to {shape} (only reshapes that keep the "
+                                "batch dimension first are lowered)")
+        out, _ = self._output(node, False)
+        self.ops.append(Op(OpKind.RESHAPE, (self.resolve(node.input[0]),), out, node.name,
+                           attrs={"sample_shape": tuple(shape[1:])}))
+
+    def _op_Flatten(self, node: onnx.NodeProto) -> None:
+        if _attrs(node).get("axis", 1) != 1:
+            raise LoweringError(f"{node.name}: Flatten with axis != 1 is not lowered")
+        out, _ = self._output(node, False)
+        self.ops.append(Op(OpKind.RESHAPE, (self.resolve(node.input[0]),), out, node.name,
+                           attrs={"sample_shape": (-1,)}))
+
+
+def lower(model: onnx.ModelProto) -> OpGraph:
+    """Lower a float or QDQ ONNX model of one input and one output (see the module doc)."""
+    if len(model.graph.input) != 1 or len(model.graph.output) != 1:
+        raise LoweringError("integer targets lower models of one input and one output")
+    return _Lowerer(model).run()
+
+
+def lower_file(path) -> OpGraph:
+    return lower(onnx.load(str(path)))
+
+
+def _pooled(size: int, kernel: int, stride: int, dilation: int, pad: int) -> int:
+    return (size + pad - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def infer_shapes(graph: OpGraph, batch: int = 1) -> dict[str, tuple[int, ...]]:
+    """Every tensor's NCHW shape for ``batch`` samples."""
+    shapes: dict[str, tuple[int, ...]] = {graph.input: (batch, *graph.input_shape)}
+    for op in graph.ops:
+        x = shapes[op.inputs[0]]
+        if op.kind in (OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.MAX_POOL):
+            kernel = op.weight.shape[2:] if op.weight is not None else op.attrs["kernel"]
+            t, l, b, r = op.attrs["pads"]
+            dil = op.attrs.get("dilations", (1, 1))
+            s = op.attrs["strides"]
+            c = op.weight.shape[0] if op.weight is not None else x[1]
+            out = (x[0], c, _pooled(x[2], kernel[0], s[0], dil[0], t + b),
+                   _pooled(x[3], kernel[1], s[1], dil[1], l + r))
+        elif op.kind is OpKind.FULLY_CONNECTED:
+            out = (x[0], op.weight.shape[0])
+        elif op.kind is OpKind.MEAN:
+            out = (x[0], x[1], 1, 1)
+        elif op.kind is OpKind.STRIDED_SLICE:
+            dims = list(x)
+            for start, end, axis, step in zip(*(op.attrs[k] for k in
+                                                ("starts", "ends", "axes", "steps"))):
+                dims[axis] = len(range(dims[axis])[slice(start, end, step)])
+            out = tuple(dims)
+        elif op.kind is OpKind.PAD:
+            half = len(op.attrs["pads"]) // 2
+            out = tuple(d + a + b for d, a, b in zip(x, op.attrs["pads"][:half],
+                                                     op.attrs["pads"][half:]))
+        elif op.kind is OpKind.RESHAPE:
+            out = np.empty(x, dtype=np.int8).reshape((x[0], *op.attrs["sample_shape"])).shape
+        else:
+            out = x
+        shapes[op.output] = tuple(int(d) for d in out)
+    return shapes

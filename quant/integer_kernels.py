@@ -1,0 +1,114 @@
+"""Integer kernels of the numerics contract (numpy, exact), one per deployable op.
+
+They follow TFLite's reference kernels, which implement Jacob et al. 2018: int32 bias and
+accumulators, a fixed-point multiplier and shift per output channel (``quant.fixed_point``),
+the zero point added after requantization, a clamp to the fused activation's range. Codes are
+int64 arrays in NCHW. Convolution sums run as float64 matrix products: every product of two
+codes and every partial sum is an integer below 2**53, so float64 holds them exactly and BLAS
+order cannot change a bit (checked by ``_exact``).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .fixed_point import Rounding, multiply_by_quantized_multiplier, quantize_multiplier
+
+EXACT_LIMIT = 2.0**53
+
+
+def _exact(x_offset: np.ndarray, w: np.ndarray, k: int) -> None:
+    bound = float(np.abs(x_offset).max(initial=0)) * float(np.abs(w).max(initial=0)) * k
+    if bound >= EXACT_LIMIT:  # never for 8/16-bit codes; guards the float64 shortcut
+        raise OverflowError(f"accumulator bound {bound:.3g} exceeds float64's exact range")
+
+
+def _windows(x: np.ndarray, kernel: tuple[int, int], strides, pads, dilations,
+             fill: int = 0) -> np.ndarray:
+    """(N, C, Ho, Wo, kh, kw) view of ``x`` padded with ``fill`` (ONNX pads: t, l, b, r)."""
+    t, l, b, r = pads
+    x = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=fill)
+    kh = (kernel[0] - 1) * dilations[0] + 1
+    kw = (kernel[1] - 1) * dilations[1] + 1
+    win = sliding_window_view(x, (kh, kw), axis=(2, 3))
+    return win[:, :, ::strides[0], ::strides[1], ::dilations[0], ::dilations[1]]
+
+
+def requantize(acc: np.ndarray, in_scale: float, w_scale: np.ndarray, out_scale: float,
+               out_zp: int, low: int, high: int, channel_axis: int = 1,
+               rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
+    """acc (int32 values) * (s_in * s_w[c] / s_out) -> codes, per output channel; the real
+    multiplier is formed in double from the float32 scales, as TFLite's kernels do."""
+    pairs = [quantize_multiplier(float(np.float64(np.float32(in_scale)) * np.float64(ws)
+                                       / np.float64(np.float32(out_scale))))
+             for ws in np.asarray(w_scale, dtype=np.float32).reshape(-1)]
+    shape = [1] * acc.ndim
+    shape[channel_axis] = len(pairs)
+    mult = np.array([p[0] for p in pairs], dtype=np.int64).reshape(shape)
+    shift = np.array([p[1] for p in pairs], dtype=np.int64).reshape(shape)
+    out = multiply_by_quantized_multiplier(acc, mult, shift, rounding) + out_zp
+    return np.clip(out, low, high)
+
+
+def conv2d(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray | None, *, strides,
+           pads, dilations, depthwise: bool) -> np.ndarray:
+    """int32 accumulators of a dense or depthwise convolution (padding is real zero)."""
+    xo = x.astype(np.int64) - x_zp
+    win = _windows(xo, w.shape[2:], strides, pads, dilations).astype(np.float64)
+    n, c, ho, wo, kh, kw = win.shape
+    if depthwise:
+        _exact(xo, w, kh * kw)
+        acc = np.einsum("nchwij,cij->nchw", win, w[:, 0].astype(np.float64), optimize=True)
+    else:
+        _exact(xo, w, c * kh * kw)
+        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, c * kh * kw)
+        acc = (cols @ w.reshape(w.shape[0], -1).T.astype(np.float64))
+        acc = acc.reshape(n, ho, wo, -1).transpose(0, 3, 1, 2)
+    acc = np.rint(acc).astype(np.int64)
+    return acc if bias is None else acc + bias.astype(np.int64).reshape(1, -1, 1, 1)
+
+
+def fully_connected(x: np.ndarray, x_zp: int, w: np.ndarray,
+                    bias: np.ndarray | None) -> np.ndarray:
+    xo = x.astype(np.int64) - x_zp
+    _exact(xo, w, w.shape[1])
+    acc = np.rint(xo.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
+    return acc if bias is None else acc + bias.astype(np.int64).reshape(1, -1)
+
+
+def add(a: np.ndarray, a_q, b: np.ndarray, b_q, out_q, low: int, high: int,
+        rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
+    """TFLite's quantized ADD: both inputs rescaled to twice the larger input scale with 20
+    bits of headroom (15 for 16-bit codes), summed, then requantized to the output."""
+    left_shift = 20 if max(a_q.bits, b_q.bits) <= 8 else 15
+    twice_max = 2.0 * float(max(np.float32(a_q.scale), np.float32(b_q.scale)))
+    m1, s1 = quantize_multiplier(float(np.float32(a_q.scale)) / twice_max)
+    m2, s2 = quantize_multiplier(float(np.float32(b_q.scale)) / twice_max)
+    mo, so = quantize_multiplier(twice_max / ((1 << left_shift) * float(np.float32(out_q.scale))))
+
+    def scaled(v, zp, m, s):
+        return multiply_by_quantized_multiplier((v.astype(np.int64) - zp) << left_shift, m, s,
+                                                rounding)
+
+    raw = scaled(a, a_q.zero_point, m1, s1) + scaled(b, b_q.zero_point, m2, s2)
+    out = multiply_by_quantized_multiplier(raw, mo, so, rounding) + out_q.zero_point
+    return np.clip(out, low, high)
+
+
+def spatial_mean(x: np.ndarray, in_q, out_q, rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
+    """TFLite's quantized MEAN over H and W: the int32 sum, less the zero point's share, times
+    s_in / s_out / count with the count folded into the multiplier (``QuantizedMeanOrSum``)."""
+    count = x.shape[2] * x.shape[3]
+    total = x.astype(np.int64).sum(axis=(2, 3), keepdims=True) - in_q.zero_point * count
+    mult, shift = quantize_multiplier(float(np.float32(in_q.scale))
+                                      / float(np.float32(out_q.scale)))
+    extra = min(count.bit_length() - 1, 32, 31 + shift)
+    mult = (mult << extra) // count
+    out = multiply_by_quantized_multiplier(total, mult, shift - extra, rounding) + out_q.zero_point
+    return np.clip(out, out_q.qmin, out_q.qmax)
+
+
+def max_pool(x: np.ndarray, kernel, strides, pads) -> np.ndarray:
+    """Max over windows; padded positions never win (they are below every code)."""
+    fill = int(x.min(initial=0)) - 1
+    return _windows(x.astype(np.int64), kernel, strides, pads, (1, 1), fill).max(axis=(4, 5))

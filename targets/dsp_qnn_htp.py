@@ -1,0 +1,157 @@
+"""``dsp-qnn-htp``: QDQ ONNX on Qualcomm's Hexagon Tensor Processor through ``onnxruntime-qnn``.
+
+On x86 Linux the wheel ships ``libQnnHtp.so``, an emulator of the HTP: the same graph
+preparation and integer kernels as the phone's DSP, run on the CPU (no phone here). The session
+is created with CPU fallback disabled, so a model runs wholly on the HTP or ``check()`` names
+the nodes it rejects (from the EP's own validation log). The HTP needs static shapes: the model
+is compiled for a fixed batch and a short last batch is padded. Its constraints (uint8/uint16
+activations, int8 symmetric weights) are the ``w8a8`` preset; ``w8a16`` where a layer needs
+16-bit activations.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convdeploy.exporters.artifact import Artifact, ArtifactFormat
+
+from .base import RuntimeOptions, TargetBase
+
+EP = "QNNExecutionProvider"
+_FAILED = re.compile(r"Validation FAILED for \d+ nodes in OrtNodeUnit \((\w+)\)[^\n]*\n"
+                     r"(?:\s*Operator type:[^\n]*Node name: ([^\n]*?) Node index[^\n]*\n)*"
+                     r"\s*REASON : ([^\n]*)")
+
+
+def _static_copy(path: Path, batch: int, workdir: Path) -> Path:
+    """The model with its batch dimension fixed (the HTP compiles static shapes only)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for value in list(model.graph.input) + list(model.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.ClearField("dim_param")
+        dim.dim_value = batch
+    model = onnx.shape_inference.infer_shapes(model)
+    out = Path(workdir) / f"{path.stem}.batch{batch}.onnx"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out))
+    return out
+
+
+@contextlib.contextmanager
+def _native_stderr_to(path: Path):
+    """The EP logs from C++ to file descriptor 2; capture it for the validation reasons."""
+    saved = os.dup(2)
+    with open(path, "w") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _session(path: Path, threads: int, verbose: bool = False):
+    import onnxruntime as ort
+    import onnxruntime_qnn
+
+    if EP not in {d.ep_name for d in ort.get_ep_devices()}:
+        ort.register_execution_provider_library(EP, onnxruntime_qnn.get_library_path())
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 0 if verbose else 3
+    so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    devices = [d for d in ort.get_ep_devices() if d.ep_name == EP]
+    so.add_provider_for_devices(devices, {"backend_path": onnxruntime_qnn.get_qnn_htp_path()})
+    return ort.InferenceSession(str(path), so)
+
+
+@dataclass
+class QnnHtpRunnable:
+    path: Path
+    batch: int
+    threads: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.session = _session(self.path, self.threads)
+        self.input = self.session.get_inputs()[0].name
+        self.output = self.session.get_outputs()[0].name
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        (x,) = inputs.values()
+        x = np.asarray(x, dtype=np.float32)
+        outs = []
+        for start in range(0, len(x), self.batch):
+            chunk = x[start:start + self.batch]
+            n = len(chunk)
+            if n < self.batch:  # static shape: pad, then drop the padding's outputs
+                chunk = np.concatenate([chunk, np.zeros((self.batch - n, *x.shape[1:]),
+                                                        np.float32)])
+            outs.append(self.session.run(None, {self.input: chunk})[0][:n])
+        return {self.output: np.concatenate(outs)}
+
+
+class QnnHtpTarget(TargetBase):
+    name = "dsp-qnn-htp"
+    description = ("Qualcomm Hexagon HTP through onnxruntime-qnn (the x86 wheel's HTP "
+                   "emulator); QDQ uint8/uint16 activations, int8 weights")
+    formats = (ArtifactFormat.ONNX,)
+    runtime_module = "onnxruntime_qnn"
+    runtime_package = "onnxruntime-qnn (pip install 'convdeploy[mobile]')"
+    weight_bits = (8,)
+    activation_bits = (8, 16)
+    runs_float = False
+    suggested_scheme = "w8a8 (w8a16 for layers that need 16-bit activations)"
+    batch = 16
+
+    def unavailable(self) -> str | None:
+        missing = super().unavailable()
+        if missing:
+            return missing
+        if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+            return "the HTP emulator ships for x86-64 Linux only"
+        return None
+
+    def check_scheme(self, scheme) -> list[str]:
+        reasons = super().check_scheme(scheme)
+        if scheme.activations is not None and scheme.activations.signed:
+            reasons.append(f"{self.name} needs unsigned (uint8/uint16) activations")
+        if not scheme.weights.symmetric:
+            reasons.append(f"{self.name} needs symmetric int8 weights")
+        return reasons
+
+    def check_ops(self, artifact: Artifact) -> list[str]:
+        with tempfile.TemporaryDirectory(prefix="convdeploy-htp-") as tmp:
+            static = _static_copy(artifact.path, 1, Path(tmp))
+            log = Path(tmp) / "qnn.log"
+            try:
+                with _native_stderr_to(log):
+                    _session(static, 1, verbose=True)
+            except Exception as exc:  # noqa: BLE001 - the runtime's own error is the reason
+                found = sorted(set(_FAILED.findall(log.read_text(errors="replace"))))
+                if found:
+                    return [f"the HTP rejects {op} (node {node.strip() or '?'!r}): "
+                            f"{reason.strip()}" for op, node, reason in found]
+                return [f"the HTP cannot run {artifact.path.name}: "
+                        f"{str(exc).strip().splitlines()[-1][:300]}"]
+        return []
+
+    def compile(self, artifact: Artifact, workdir: Path, *,
+                options: RuntimeOptions = RuntimeOptions()) -> QnnHtpRunnable:
+        import onnxruntime_qnn
+
+        static = _static_copy(artifact.path, self.batch, workdir)
+        return QnnHtpRunnable(static, self.batch, options.threads,
+                              {"runtime": f"onnxruntime-qnn {onnxruntime_qnn.__version__} "
+                                          "(libQnnHtp, HTP emulated on x86)",
+                               "static_batch": self.batch, "cpu_fallback": "disabled"})
