@@ -82,8 +82,11 @@ def finetune(qm, x: torch.Tensor, y: torch.Tensor, cfg: QATConfig, *,
              augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
              evaluate: Callable[[object], float] | None = None,
              checkpoint: Path | None = None, run_id: str = "",
-             progress: bool = True) -> list[dict]:
+             progress: bool = True, quantized: bool = True) -> list[dict]:
     """Fine-tune calibrated ``qm`` in simulation on ``x`` (normalised NCHW) and labels ``y``.
+
+    ``quantized=False`` trains the same folded graph with its quantizers off: the float model
+    fine-tuned by the same recipe, the baseline a QAT result is fairly compared with.
 
     ``evaluate(qm)`` (optional) gives the held-out accuracy after each epoch. Returns the
     per-epoch history; ``qm.encodings`` are refreshed from the trained scales.
@@ -109,7 +112,7 @@ def finetune(qm, x: torch.Tensor, y: torch.Tensor, cfg: QATConfig, *,
         gen.set_state(state["generator"])
         history, start_epoch = state["history"], state["epoch"]
         print(f"resuming QAT from {checkpoint} after epoch {start_epoch}/{cfg.epochs}")
-    qm.set_mode(Mode.QUANT)
+    qm.set_mode(Mode.QUANT if quantized else Mode.OFF)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         qm.graph.train()
