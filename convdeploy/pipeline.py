@@ -124,10 +124,14 @@ def evaluate_on_target(target: Target, artifact: Artifact, cfg: DeployConfig, wo
         labels=eval_set.labels, output_scale=artifact.output_scale))
     if artifact.details.get("weight_container"):
         row["weight_container"] = artifact.details["weight_container"]
-    sample = eval_set.normalized(preprocess, 0, m.batch_size)
-    row["latency_ms"] = latency.measure(runnable, sample, artifact.input_name,
-                                        batch_size=m.batch_size, warmup=m.warmup,
-                                        repeats=m.repeats)
+    untimed = getattr(target, "latency_not_meaningful", None)
+    if untimed:  # an oracle or an emulator: its timings say nothing about a device
+        row["latency_ms"] = {"not_measured": untimed}
+    else:
+        sample = eval_set.normalized(preprocess, 0, m.batch_size)
+        row["latency_ms"] = latency.measure(runnable, sample, artifact.input_name,
+                                            batch_size=m.batch_size, warmup=m.warmup,
+                                            repeats=m.repeats)
     row["runtime"] = runnable.details
     row["model_size_bytes"] = artifact.size_bytes
     row["eval_seconds"] = eval_s

@@ -59,6 +59,7 @@ class TargetBase:
     activation_bits: ClassVar[tuple[int, ...]] = (4, 8, 16)
     runs_float: ClassVar[bool] = True  # False: quantized artifacts only (float ones are skipped)
     suggested_scheme: ClassVar[str] = "w8a8"  # the preset that fits the target's hardware
+    latency_not_meaningful: ClassVar[str | None] = None  # why its timings are not reported
     details: dict[str, Any] = field(default_factory=dict)
 
     def check_scheme(self, scheme) -> list[str]:

@@ -4,7 +4,8 @@ On x86 Linux the wheel ships ``libQnnHtp.so``, an emulator of the HTP: the same 
 preparation and integer kernels as the phone's DSP, run on the CPU (no phone here). The session
 is created with CPU fallback disabled, so a model runs wholly on the HTP or ``check()`` names
 the nodes it rejects (from the EP's own validation log). The HTP needs static shapes: the model
-is compiled for a fixed batch and a short last batch is padded. Its constraints (uint8/uint16
+is compiled for a fixed batch and a short last batch is padded. Latency is not reported: the emulator's timings say nothing about a phone.
+Its constraints (uint8/uint16
 activations, int8 symmetric weights) are the ``w8a8`` preset; ``w8a16`` where a layer needs
 16-bit activations.
 """
@@ -113,6 +114,7 @@ class QnnHtpTarget(TargetBase):
     runs_float = False
     suggested_scheme = "w8a8 (w8a16 for layers that need 16-bit activations)"
     batch = 16
+    latency_not_meaningful = "the HTP is emulated on x86: its timings say nothing about a phone"
 
     def unavailable(self) -> str | None:
         missing = super().unavailable()

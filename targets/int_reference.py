@@ -105,6 +105,7 @@ class IntReferenceTarget(TargetBase):
     weight_bits = (4, 8)
     activation_bits = (4, 8, 16)
     runs_float = False
+    latency_not_meaningful = "an exactness oracle in numpy, not a runtime"
 
     def check_ops(self, artifact: Artifact) -> list[str]:
         from convdeploy.exporters.lowering import LoweringError, lower_file
