@@ -158,13 +158,17 @@ def main(argv: list[str] | None = None) -> int:
             _write(args, name, float_acc, test, calib, rows)
             print(f"{label:34} float {100 * row['simulation_accuracy']:.2f}%", flush=True)
             continue
-        row["simulation_accuracy"] = accuracy(simulate(qm, x), test.labels)
+        sim_logits = simulate(qm, x)
+        row["simulation_accuracy"] = accuracy(sim_logits, test.labels)
+        # the quantization error itself, not only its effect on top-1: logits SQNR vs float
+        row["simulation_sqnr_db"] = check.sqnr_db(float_logits, sim_logits)
         art = OnnxExporter(quantized=True, example=x[:2]).export(qm, work)
         row["cpu_ort_accuracy"] = accuracy(run_onnx(art.path, test, work), test.labels)
         row["size_bytes"] = art.size_bytes
         rows.append(row)
         _write(args, name, float_acc, test, calib, rows)  # partial results survive a stop
-        print(f"{label:34} sim {100 * row['simulation_accuracy']:.2f}%  cpu-ort "
+        print(f"{label:34} sim {100 * row['simulation_accuracy']:.2f}% "
+              f"({row['simulation_sqnr_db']:.1f} dB)  cpu-ort "
               f"{100 * row['cpu_ort_accuracy']:.2f}%  {row['seconds']:.0f} s", flush=True)
     calib_np = calib.normalized(PRE)
     for bits in (8, 4):

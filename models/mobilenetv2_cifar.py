@@ -7,7 +7,7 @@ residual blocks (expand 1x1 -> depthwise 3x3 -> linear 1x1, ReLU6) are the publi
 is the depthwise-separable network that per-tensor quantization is known to hurt.
 
 No weights are downloaded: ``python -m convdeploy.models.mobilenetv2_cifar --train DIR`` trains
-from scratch on CPU (60 epochs of the 10,000-image subset, about 45 minutes on 2 cores) and
+from scratch on CPU (60 epochs of the 10,000-image subset, 58 minutes on 2 cores) and
 caches the state dict under ``~/.cache/convdeploy/``.
 """
 from __future__ import annotations
