@@ -37,7 +37,7 @@ class IntegerRunnable:
 
     def codes(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every tensor's integer codes (and the float input/output) for input ``x``."""
-        from convdeploy.exporters.lowering import Activation, OpKind
+        from convdeploy.exporters.lowering import OpKind
         from convdeploy.quant import integer_kernels as k
         from convdeploy.quant.fixed_point import TFLITE_REFERENCE, activation_range
 
@@ -49,8 +49,7 @@ class IntegerRunnable:
             q_in = g.quant.get(op.inputs[0])
             q_out = g.quant.get(op.output)
             if q_out is not None:
-                low, high = activation_range(op.activation.value if op.activation is not
-                                             Activation.NONE else "NONE", q_out.zero_point,
+                low, high = activation_range(op.activation.value, q_out.zero_point,
                                              q_out.scale, q_out.qmin, q_out.qmax)
             if op.kind is OpKind.QUANTIZE:
                 s = np.float32(q_out.scale)

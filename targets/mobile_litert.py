@@ -62,7 +62,7 @@ class LiteRtTarget(TargetBase):
 
     def check_scheme(self, scheme) -> list[str]:
         reasons = super().check_scheme(scheme)
-        if scheme.activations and scheme.activations.bits == 8 and not scheme.weights.symmetric:
+        if not scheme.weights.symmetric:
             reasons.append(f"{self.name} needs symmetric int8 weights")
         return reasons
 
