@@ -22,11 +22,12 @@ class SensitivityReport:
     def table(self) -> str:
         lines = [f"{self.model}, {self.scheme}: one layer quantized at a time "
                  f"({self.samples} evaluation images)",
-                 f"{'layer':<28} {'bits':>4} {'params':>8} {'SQNR dB':>8} {'acc. delta':>10}"]
+                 f"{'layer':<28} {'bits':>4} {'params':>8} {'ch. spread':>10} {'SQNR dB':>8} "
+                 f"{'acc. delta':>10}"]
         for r in self.rows:
             delta = r.get("accuracy_delta")
             lines.append(f"{r['layer']:<28} {r['weight_bits']:>4} {r['parameters']:>8} "
-                         f"{r['sqnr_db']:>8.1f} {'' if delta is None else f'{delta:+.4f}':>10}")
+                         f"{r['channel_range_spread']:>10.1f} {r['sqnr_db']:>8.1f} {'' if delta is None else f'{delta:+.4f}':>10}")
         worst = self.worst()
         lines.append("\nmost sensitive: " + ", ".join(r["layer"] for r in worst))
         lines.append("keep them at 8 bits with: " + " ".join(f"--override {r['layer']}=8"

@@ -8,7 +8,7 @@ from convdeploy.quant.config import QATConfig
 from convdeploy.quant.ptq import quantize
 from convdeploy.quant.qat import finetune
 from convdeploy.quant.scheme import W4A4, W8A8, LayerOverride
-from convdeploy.quant.sensitivity import layer_sensitivity
+from convdeploy.quant.sensitivity import channel_range_spread, layer_sensitivity
 
 
 @pytest.fixture
@@ -95,9 +95,26 @@ def test_sensitivity_names_the_layer_with_fewer_bits(task):
     rows = layer_sensitivity(qm, x, y.numpy())
     assert [r["layer"] for r in rows] == ["stem.0", "dw.0", "down.0", "fc"]
     assert all(r["sqnr_db"] > 15 for r in rows)
+    assert all(r["channel_range_spread"] >= 1.0 for r in rows)
     # The same model with dw.0 at 4 bits (mixed precision): that layer becomes the worst.
     mixed = W8A8.with_(overrides=(LayerOverride.parse("dw.0=4"),))
     qm = quantize(gm, mixed, [x[:128]], progress=False)
     rows = layer_sensitivity(qm, x, y.numpy())
     worst = min(rows, key=lambda r: r["sqnr_db"])
     assert worst["layer"] == "dw.0" and worst["weight_bits"] == 4
+
+
+def test_channel_range_spread_measures_what_per_tensor_weights_cost():
+    w = torch.ones(4, 3, 3, 3)
+    assert channel_range_spread(w) == pytest.approx(1.0)
+    w[2] *= 50.0  # one outlier channel, as BN folding makes of a near-dead channel
+    assert channel_range_spread(w) == pytest.approx(50.0)
+    assert channel_range_spread(torch.zeros(2, 3)) == float("inf")
+
+
+def test_diverging_fine_tuning_stops_with_the_fix(task):
+    gm, x, y = task
+    qm = quantize(gm, W4A4, [x[:128]], progress=False)
+    with pytest.raises(ConvdeployError, match="diverged in epoch 1") as info:
+        finetune(qm, x, y, QATConfig(epochs=1, lr=1e6), progress=False)
+    assert "lower --lr" in info.value.fix
