@@ -4,7 +4,7 @@ ONNX and the same 512 calibration images, in the same run. Every row: accuracy o
 simulation and of the exported QDQ model on cpu-ort over the full test split, and the seconds
 the method took. Writes bench/results/ptq_qat_<model>.json.
 
-    python bench/ptq_qat.py --model resnet20 [--qat-epochs 3]
+    python bench/ptq_qat.py --model resnet20 [--qat-epochs 12]
     python bench/ptq_qat.py --model mobilenetv2   # needs the recipe's weights (see models/)
 
 Skips (exit 0, with a message) when ../shared or the weights are absent.
@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=["resnet20", "mobilenetv2"], default="resnet20")
     parser.add_argument("--shared", type=Path, default=ROOT.parent.parent / "shared")
     parser.add_argument("--weights", type=Path, help="MobileNetV2 weights (default: the cache)")
-    parser.add_argument("--qat-epochs", type=int, default=3)
-    parser.add_argument("--qat-lr", type=float, default=1e-3)
+    parser.add_argument("--qat-epochs", type=int, default=QATConfig.epochs)
+    parser.add_argument("--qat-lr", type=float, default=QATConfig.lr)
     parser.add_argument("--adaround-iters", type=int, default=1000)
     parser.add_argument("--rows", help="comma-separated row numbers to run (default: all)")
     args = parser.parse_args(argv)

@@ -163,11 +163,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _add_qat_args(p: argparse.ArgumentParser) -> None:
+    from convdeploy.quant.config import QATConfig  # torch-free
+
     t = p.add_argument_group("fine-tuning")
     t.add_argument("--train", help="training images (ImageFolder dir or .npz with labels)")
-    t.add_argument("--epochs", type=int, default=3)
-    t.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (cosine to 0)")
-    t.add_argument("--train-batch", type=int, default=64)
+    t.add_argument("--epochs", type=int, default=QATConfig.epochs)
+    t.add_argument("--lr", type=float, default=QATConfig.lr,
+                   help="peak learning rate (cosine to 0)")
+    t.add_argument("--train-batch", type=int, default=QATConfig.batch_size)
     t.add_argument("--fixed-ranges", action="store_true",
                    help="keep the calibrated scales (default: learn them)")
     t.add_argument("--checkpoint", type=Path,
