@@ -57,6 +57,7 @@ ROWS = [
     ("W4A8 CLE+bias correction", "w4a8", ("cle", "bias-correction"), False),
     ("W4A8 AdaRound", "w4a8", ("adaround",), False),
     ("W4A8 CLE+AdaRound", "w4a8", ("cle", "adaround"), False),
+    ("W4A8 QAT (from MinMax; the qat default)", "w4a8", (), True),
     ("W4A8 QAT (from AdaRound)", "w4a8", ("adaround",), True),
     # The fair reference for QAT: the float model fine-tuned by the same recipe on the same
     # images (fine-tuning on the JPEG train-subset also adapts the model to JPEG inputs).

@@ -46,7 +46,8 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
                    help="w8a8 | w4a8 | w4a4 (4-bit per-channel weights) | w8a16")
     q.add_argument("--ptq", help="PTQ methods to combine, e.g. cle,bias-correction,adaround "
                                  "(cle, weight-mse, adaround, bias-correction; 'none' = "
-                                 "round to nearest; default: the best measured for the scheme)")
+                                 "round to nearest; default: the best measured for the scheme, "
+                                 "and none before QAT)")
     q.add_argument("--adaround-iters", type=int, help="AdaRound steps per layer (default 1000)")
     q.add_argument("--override", action="append", default=[], metavar="LAYER=BITS",
                    help="mixed precision: LAYER=8, LAYER=4 or LAYER=float (repeatable)")

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convdeploy.quant.config import DEFAULT_PTQ, PTQConfig, QATConfig
+from convdeploy.quant.config import DEFAULT_PTQ, DEFAULT_PTQ_BEFORE_QAT, PTQConfig, QATConfig
 from convdeploy.quant.scheme import QuantScheme
 
 DEFAULT_TARGETS = ("cpu-ort", "cpu-openvino")
@@ -86,9 +86,12 @@ class DeployConfig:
 
 
 def effective_ptq(cfg: DeployConfig) -> PTQConfig:
-    """The PTQ methods a run uses: the configured ones, or the scheme's measured default."""
+    """The PTQ methods a run uses: the configured ones, or the measured default (the scheme's,
+    or ``DEFAULT_PTQ_BEFORE_QAT`` when the run fine-tunes)."""
     if cfg.ptq is not None:
         return cfg.ptq
+    if cfg.qat is not None:
+        return PTQConfig(methods=DEFAULT_PTQ_BEFORE_QAT)
     return PTQConfig(methods=default_methods(cfg.scheme))
 
 

@@ -72,3 +72,15 @@ def test_invalid_scale_is_refused():
     with pytest.raises(ValueError):
         TensorEncoding(kind="activation", bits=8, signed=False, qmin=0, qmax=255,
                        scale=(0.0,), zero_point=(0,))
+
+
+def test_default_ptq_is_measured_per_scheme_and_none_before_qat():
+    from convdeploy.config import DeployConfig, effective_ptq
+    from convdeploy.quant.config import PTQConfig, PTQMethod, QATConfig
+    from convdeploy.quant.scheme import W4A8
+
+    assert effective_ptq(DeployConfig(scheme=W4A8)).methods == (PTQMethod.ADAROUND,)
+    # QAT keeps the float latent weights: AdaRound's grid weights would discard them
+    assert effective_ptq(DeployConfig(scheme=W4A8, qat=QATConfig())).methods == ()
+    chosen = PTQConfig(methods=("adaround",))
+    assert effective_ptq(DeployConfig(scheme=W4A8, qat=QATConfig(), ptq=chosen)) is chosen
