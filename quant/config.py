@@ -70,9 +70,10 @@ class QATConfig:
     """Fine-tuning settings: SGD with Nesterov momentum and a cosine schedule from ``lr`` to 0;
     scales (with ``learn_ranges``) use ``lr * range_lr_factor``.
 
-    12 epochs: measured on ResNet-20 W4A8 (bench/ptq_qat.py), QAT is 0.9 points behind the float
-    model fine-tuned by the same recipe after 3 epochs, 0.5 after 8 and 0.3 after 12. ``lr``
-    above ~5e-3 diverges: the BN-folded graph trains without BatchNorm."""
+    12 epochs, measured on ResNet-20 W4A8 (bench/ptq_qat.py): the float model fine-tuned by the
+    same recipe reaches 86.56% after 3 epochs and 87.14% after 12; QAT from AdaRound 85.63%,
+    86.23% after 8 and 86.28% after 12; QAT from round-to-nearest 86.70% after 12. ``lr`` 5e-3
+    diverged: the BN-folded graph trains without BatchNorm."""
 
     epochs: int = 12
     lr: float = 1e-3
