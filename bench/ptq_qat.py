@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _write(args, name, float_acc, spread, test, calib, rows, complete: bool = False) -> Path:
     result = {"benchmark": "ptq_qat", "model": name, "float_accuracy": float_acc,
-              "complete": complete, "test_images": len(test), "calibration_images": len(calib),
+              "channel_range_spread": spread, "complete": complete, "test_images": len(test), "calibration_images": len(calib),
               "adaround_iters": args.adaround_iters,
               "environment": environment(torch.get_num_threads()), "rows": rows}
     out = ROOT / "results" / f"ptq_qat_{args.model}.json"
