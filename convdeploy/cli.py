@@ -61,6 +61,8 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
     d.add_argument("--calib", help="calibration images: ImageFolder dir or .npz")
     d.add_argument("--eval", help="evaluation images (labels from class folders or 'y')")
     d.add_argument("--calib-size", type=int, default=512)
+    d.add_argument("--skip-bad-files", action="store_true",
+                   help="leave out images that cannot be decoded (the report counts them)")
     d.add_argument("--eval-limit", type=int, help="evaluate on a random subset of N samples")
     d.add_argument("--size", type=_size, help="input size N or H,W")
     d.add_argument("--resize", type=int, help="resize the shorter side before center crop")
@@ -72,6 +74,8 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
     m.add_argument("--batch-size", type=int, default=32, help="latency batch size")
     m.add_argument("--threads", type=int, help="runtime threads (default: all cores)")
     m.add_argument("--repeats", type=int, default=50, help="timed runs per latency figure")
+    p.add_argument("--config", help="YAML with model:, data:, scheme:, targets:, measure: (the "
+                                    "audit spec's fields); flags given here override it")
     p.add_argument("--out", type=Path, default=Path("convdeploy-out"))
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--no-progress", action="store_true")
@@ -129,20 +133,56 @@ def config_from_args(args: argparse.Namespace) -> DeployConfig:
         data = DataConfig(calib=args.calib, eval=args.eval, train=getattr(args, "train", None),
                           calib_size=args.calib_size,
                           eval_limit=args.eval_limit, size=args.size, mean=args.mean,
-                          std=args.std, resize=args.resize)
+                          std=args.std, resize=args.resize,
+                          skip_bad_files=args.skip_bad_files)
         scheme = _scheme(args)
         ptq = _ptq(args, scheme)
         qat = _qat(args)
     except ValueError as exc:
         raise ConvdeployError(f"bad option: {exc}", fix=f"see `convdeploy {args.command} --help`")
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    model = ModelSource(args.model, args.weights)
+    if args.config:
+        model, data, scheme, ptq, targets, measure = _with_config_file(
+            args, model, data, scheme, ptq, targets, measure)
     checkpoint = None
     if qat is not None:
         checkpoint = args.checkpoint or args.out.with_name(args.out.name + ".qat-checkpoint.pt")
-    return DeployConfig(model=ModelSource(args.model, args.weights), data=data, scheme=scheme,
+    return DeployConfig(model=model, data=data, scheme=scheme,
                         ptq=ptq, qat=qat, qat_checkpoint=checkpoint, targets=targets,
                         measure=measure, out=args.out, overwrite=args.overwrite,
                         progress=not args.no_progress)
+
+
+def _with_config_file(args, model, data, scheme, ptq, targets, measure):
+    """The file's model/data/scheme/targets/measure fields, under every flag that was given
+    (a flag left at its default does not override the file)."""
+    from dataclasses import fields
+
+    from convdeploy.models.zoo import DEFAULT_MODEL
+
+    from .configfile import parse_export_file
+
+    f = parse_export_file(args.config)
+    if f.model is not None and args.model == DEFAULT_MODEL and not args.weights:
+        model = f.model
+    if f.data is not None:
+        default = DataConfig()
+        data = replace(f.data, **{fl.name: getattr(data, fl.name) for fl in fields(DataConfig)
+                                  if getattr(data, fl.name) != getattr(default, fl.name)})
+    if f.scheme is not None and scheme is None:
+        scheme, ptq = f.scheme.scheme, f.scheme.ptq if ptq is None else ptq
+    if f.targets is not None and args.targets == ",".join(DEFAULT_TARGETS):
+        targets = f.targets
+    if f.measure is not None:
+        default = MeasureConfig()
+        measure = replace(f.measure, **{fl.name: getattr(measure, fl.name)
+                                        for fl in fields(MeasureConfig) if fl.name != "threads"
+                                        and getattr(measure, fl.name) != getattr(default,
+                                                                                 fl.name)})
+        if args.threads:
+            measure = replace(measure, threads=args.threads)
+    return model, data, scheme, ptq, targets, measure
 
 
 def _qat(args: argparse.Namespace):
@@ -232,6 +272,75 @@ def _cmd_compatibility(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_audit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="SPEC.yaml, or a model (zoo name, package.module:factory, .pt2) "
+                                "for the short form")
+    p.add_argument("--out", type=Path, required=True, help="audit folder (resumed if it exists)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local process pool (default) or Ray tasks")
+    p.add_argument("--address", help="Ray cluster address (default: start a local one on "
+                                     "127.0.0.1)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="rerun units recorded as failed (default: reuse every finished unit)")
+    p.add_argument("--no-progress", action="store_true")
+    s = p.add_argument_group("short form (instead of a SPEC.yaml)")
+    s.add_argument("--weights", help="checkpoint of the model")
+    s.add_argument("--schemes", default="float,w8a8",
+                   help="comma-separated: float, w8a8, w4a8+adaround, w8a8-per-tensor, ...")
+    s.add_argument("--targets", default=",".join(DEFAULT_TARGETS))
+    s.add_argument("--calib", help="calibration images: ImageFolder dir or .npz")
+    s.add_argument("--eval", help="evaluation images (labels from class folders or 'y')")
+    s.add_argument("--eval-limit", type=int, help="evaluate on a random subset of N samples")
+    s.add_argument("--skip-bad-files", action="store_true")
+    s.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2")
+    s.add_argument("--batch-sizes", default="1", help="comma-separated, e.g. 1,32")
+    s.add_argument("--repeats", type=int, default=50, help="timed runs per latency cell")
+    s.add_argument("--workers", type=int, default=2, help="parallel accuracy processes")
+    s.add_argument("--skip-unsupported", action="store_true",
+                   help="record (scheme, target) pairs a target cannot run instead of refusing")
+
+
+def _audit_spec(args: argparse.Namespace):
+    from convdeploy.audit import load_spec, parse_spec
+
+    if args.spec.endswith((".yaml", ".yml")):
+        return load_spec(args.spec)
+    tree = {"models": [{"name": args.spec, **({"weights": args.weights} if args.weights
+                                              else {})}],
+            "schemes": [s for s in args.schemes.split(",") if s],
+            "targets": args.targets,
+            "data": {k: v for k, v in (("calib", args.calib), ("eval", args.eval),
+                                       ("eval_limit", args.eval_limit),
+                                       ("skip_bad_files", args.skip_bad_files or None)) if v},
+            "threads": _int_list(args.threads, "--threads"),
+            "batch_sizes": _int_list(args.batch_sizes, "--batch-sizes"),
+            "repeats": args.repeats, "workers": args.workers,
+            "skip_unsupported": args.skip_unsupported}
+    return parse_spec(tree, Path.cwd())
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConvdeployError(f"{flag} takes comma-separated integers, got {text!r}",
+                              fix=f"write e.g. {flag} 1,2")
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from convdeploy.audit import run_audit
+    from convdeploy.audit.outputs import terminal_table
+
+    spec = _audit_spec(args)
+    audit = run_audit(spec, args.out, executor=args.executor, address=args.address,
+                      progress=not args.no_progress, retry_failed=args.retry_failed)
+    print(terminal_table(audit.cells))
+    print(f"\nreused {sum(audit.reused.values())} finished units, computed "
+          f"{sum(audit.computed.values())} ({audit.failed} failed) in {audit.wall_seconds:.0f} s")
+    print(f"wrote {args.out}/audit.html, audit.json, cells.csv, audit.md")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convdeploy",
@@ -252,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--top", type=int, default=5, help="how many worst layers to name")
     inspect.add_argument("--json", type=Path, help="also write the table as JSON")
     inspect.set_defaults(func=cmd_inspect)
+    audit = sub.add_parser("audit", help="accuracy-vs-latency sweep over models, schemes, "
+                                         "targets, threads and batch sizes (resumable)")
+    _add_audit_args(audit)
+    audit.set_defaults(func=cmd_audit)
     targets = sub.add_parser("targets", help="list targets and whether each can run here; "
                                              "with --model, what each cannot run of it")
     targets.add_argument("--model", help="zoo name, package.module:factory, or a .pt2 file")

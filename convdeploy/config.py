@@ -38,6 +38,7 @@ class DataConfig:
     std: tuple[float, ...] | None = None
     resize: int | None = None
     seed: int = 0
+    skip_bad_files: bool = False  # leave undecodable images out (counted in the report)
 
     def __post_init__(self) -> None:
         if self.calib_size < 1:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from convdeploy.errors import ConvdeployError
 from convdeploy.exporters.artifact import Artifact, ArtifactFormat
-from convdeploy.models.datasets import ImageSet, load_images, native_size
+from convdeploy.models.datasets import ImageSet, load_images, native_layout
 from convdeploy.models.loading import LoadedModel, load_model
 from convdeploy.models.spec import Preprocess
 from convdeploy.quant.scheme import W8A8
@@ -28,18 +28,27 @@ from .files import staged_directory
 from .report import Report, environment
 
 
+def check_data_paths(data: DataConfig) -> None:
+    """Every data path the user named exists (named with its flag), before any work."""
+    for flag, path in (("--calib", data.calib), ("--eval", data.eval), ("--train", data.train)):
+        if path and not Path(path).expanduser().exists():
+            raise ConvdeployError(f"{flag} path {path} does not exist",
+                                  fix=f"give {flag} an existing ImageFolder directory or .npz")
+
+
 def resolve_preprocess(data: DataConfig, loaded: LoadedModel) -> Preprocess:
     """The model's own preprocessing (zoo, .pt2 input size) or the stated default (RGB in
-    [0, 1] at the data's native size), with the user's overrides applied."""
+    [0, 1] at the data's native size and channel count), with the user's overrides applied."""
+    check_data_paths(data)
     base = loaded.preprocess_hint
-    size = data.size or (base.size if base else None)
-    if size is None:
-        source = data.calib or data.eval
-        size = native_size(source) if source else None
+    source = data.calib or data.eval or data.train
+    layout = native_layout(source) if source and (base is None or data.size is None) else None
+    size = data.size or (base.size if base else None) or (layout[0] if layout else None)
     if size is None:
         raise ConvdeployError(f"the input size of {loaded.name} is unknown",
                               fix="pass --size (e.g. --size 224)")
-    channels = len(data.mean or data.std or (base.mean if base else (0.0,) * 3))
+    stated = data.mean or data.std or (base.mean if base else None)
+    channels = len(stated) if stated else (layout[1] if layout else 3)
     mean = data.mean or (base.mean if base and len(base.mean) == channels else (0.0,) * channels)
     std = data.std or (base.std if base and len(base.std) == channels else (1.0,) * channels)
     try:
@@ -50,12 +59,16 @@ def resolve_preprocess(data: DataConfig, loaded: LoadedModel) -> Preprocess:
 
 
 def resolve_data(data: DataConfig, loaded: LoadedModel, preprocess: Preprocess, *,
-                 progress: bool) -> tuple[ImageSet, ImageSet]:
+                 progress: bool, calib_from_train: bool = False) -> tuple[ImageSet, ImageSet]:
+    """Calibration and evaluation sets; with ``calib_from_train`` (fine-tuning runs) and no
+    ``calib``, calibration draws its random subset from the training data."""
     defaults = loaded.spec.default_data() if loaded.spec and loaded.spec.default_data else None
+    calib_path = data.calib or (data.train if calib_from_train else None)
     sets = []
-    for role, path, index in (("calibration", data.calib, 0), ("evaluation", data.eval, 1)):
+    for role, path, index in (("calibration", calib_path, 0), ("evaluation", data.eval, 1)):
         if path:
-            sets.append(load_images(path, preprocess, progress=progress))
+            sets.append(load_images(path, preprocess, progress=progress,
+                                    skip_bad_files=data.skip_bad_files))
         elif defaults:
             sets.append(defaults[index])
         else:
@@ -206,7 +219,8 @@ QAT_EVAL_SAMPLES = 2000  # held-out images scored after every QAT epoch (the rep
 
 def _train_set(cfg: DeployConfig, loaded: LoadedModel, preprocess: Preprocess) -> ImageSet:
     if cfg.data.train:
-        data = load_images(cfg.data.train, preprocess, progress=cfg.progress)
+        data = load_images(cfg.data.train, preprocess, progress=cfg.progress,
+                           skip_bad_files=cfg.data.skip_bad_files)
     elif loaded.spec and loaded.spec.default_data:
         data = loaded.spec.default_data()[0]
     else:
@@ -275,55 +289,96 @@ def _int_reference_note(targets: list[Target], cfg: DeployConfig,
     return "int-reference skipped: " + "; ".join(reasons)
 
 
-def run(cfg: DeployConfig) -> Report:
-    """Export, quantize, run on every target and report; outputs land in ``cfg.out``."""
+@dataclass
+class Prepared:
+    """What every stage after loading needs: the model, its data and the captured graphs.
+
+    ``float_qm`` is the float reference with its own graph: PTQ methods (CLE, AdaRound, bias
+    correction) and QAT change the quantized model's weights, never the float model it is
+    measured against. ``qm`` is None for a float-only run."""
+
+    loaded: LoadedModel
+    preprocess: Preprocess
+    calib_set: ImageSet
+    eval_set: ImageSet
+    example: object  # torch.Tensor: two evaluation samples, the export's example input
+    gm: object
+    float_qm: object
+    qm: object | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def prepare_run(cfg: DeployConfig) -> Prepared:
+    """Load the model and data, capture the graph and insert quantizers (no calibration yet)."""
     import torch
 
-    from convdeploy.exporters.onnx_export import OnnxExporter
     from convdeploy.quant.graph import capture
     from convdeploy.quant.ptq import prepare
 
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    wanted = cfg.targets + (("int-reference",) if cfg.scheme is not None else ())
-    targets = resolve_targets(wanted)
-    _check_scheme(targets, cfg)
     loaded = load_model(cfg.model.ref, cfg.model.weights)
     preprocess = resolve_preprocess(cfg.data, loaded)
-    calib_set, eval_set = resolve_data(cfg.data, loaded, preprocess, progress=cfg.progress)
+    calib_set, eval_set = resolve_data(cfg.data, loaded, preprocess, progress=cfg.progress,
+                                       calib_from_train=cfg.qat is not None)
     _check_shape(calib_set, preprocess)
-    timings["load"] = time.perf_counter() - t0
+    timings = {"load": time.perf_counter() - t0}
     example = torch.from_numpy(eval_set.normalized(preprocess, 0, 2))
     t0 = time.perf_counter()
     gm = capture(loaded.model, example)
-    # The float reference keeps its own graph: PTQ methods (CLE, AdaRound, bias correction) and
-    # QAT change the quantized model's weights, never the float model it is measured against.
     float_qm = prepare(gm, cfg.scheme or W8A8)
     qm = prepare(gm, cfg.scheme) if cfg.scheme is not None else None
     timings["capture"] = time.perf_counter() - t0
-    method_details = int_ref_note = None
-    with staged_directory(cfg.out, overwrite=cfg.overwrite) as stage:
+    return Prepared(loaded, preprocess, calib_set, eval_set, example, gm, float_qm, qm, timings)
+
+
+def quantize_and_export(cfg: DeployConfig, prep: Prepared, stage: Path,
+                        targets: list[Target]) -> tuple[list[Artifact], list[Artifact], dict | None]:
+    """Export float, quantize (PTQ, QAT) and export the quantized model into ``stage``; each
+    target in ``targets`` is checked before the long parts (``Target.check``). Returns the
+    torch reference artifacts (float, simulation), the exported artifacts and the method
+    details of the quantized model (None for a float-only run)."""
+    from convdeploy.exporters.onnx_export import OnnxExporter
+
+    timings = prep.timings
+    t0 = time.perf_counter()
+    artifacts = [OnnxExporter(quantized=False, example=prep.example).export(prep.float_qm,
+                                                                             stage)]
+    _check_all(targets, artifacts[0])  # before the long part: calibration and evaluation
+    artifacts += _tflite(targets, artifacts[0], stage)
+    timings["export_float"] = time.perf_counter() - t0
+    refs_art = [_torch_artifact(prep.float_qm, "float", prep.preprocess, False)]
+    method_details = None
+    if prep.qm is not None:
+        qm = prep.qm
+        method_details = _quantize(cfg, qm, prep.calib_set, prep.preprocess, prep.eval_set,
+                                   prep.loaded, timings)
         t0 = time.perf_counter()
-        artifacts = [OnnxExporter(quantized=False, example=example).export(float_qm, stage)]
-        _check_all(targets, artifacts[0])  # before the long part: calibration and evaluation
-        artifacts += _tflite(targets, artifacts[0], stage)
-        timings["export_float"] = time.perf_counter() - t0
-        refs_art = [_torch_artifact(float_qm, "float", preprocess, False)]
-        if qm is not None:
-            method_details = _quantize(cfg, qm, calib_set, preprocess, eval_set, loaded, timings)
-            t0 = time.perf_counter()
-            artifacts += _export_quantized(cfg, qm, example, stage, targets)
-            timings["export_quantized"] = time.perf_counter() - t0
-            int_ref_note = _int_reference_note(targets, cfg, artifacts)
-            refs_art.append(_torch_artifact(qm, qm.label, preprocess, True))
-        report = _measure_all(cfg, targets, refs_art + artifacts, stage, eval_set, preprocess)
-        report.model_info = _model_info(loaded, qm or float_qm, gm)
-        report.data = {"calib": calib_set.describe(), "eval": eval_set.describe(),
-                       "preprocess": preprocess.to_dict()}
-        report.scheme = {**cfg.scheme.to_dict(), **method_details} if qm is not None else None
-        if qm is not None and int_ref_note:
+        artifacts += _export_quantized(cfg, qm, prep.example, stage, targets)
+        timings["export_quantized"] = time.perf_counter() - t0
+        refs_art.append(_torch_artifact(qm, qm.label, prep.preprocess, True))
+    return refs_art, artifacts, method_details
+
+
+def run(cfg: DeployConfig) -> Report:
+    """Export, quantize, run on every target and report; outputs land in ``cfg.out``."""
+    wanted = cfg.targets + (("int-reference",) if cfg.scheme is not None else ())
+    targets = resolve_targets(wanted)
+    _check_scheme(targets, cfg)
+    prep = prepare_run(cfg)
+    with staged_directory(cfg.out, overwrite=cfg.overwrite) as stage:
+        refs_art, artifacts, method_details = quantize_and_export(cfg, prep, stage, targets)
+        int_ref_note = (_int_reference_note(targets, cfg, artifacts)
+                        if prep.qm is not None else None)
+        report = _measure_all(cfg, targets, refs_art + artifacts, stage, prep.eval_set,
+                              prep.preprocess)
+        report.model_info = _model_info(prep.loaded, prep.qm or prep.float_qm, prep.gm)
+        report.data = {"calib": prep.calib_set.describe(), "eval": prep.eval_set.describe(),
+                       "preprocess": prep.preprocess.to_dict()}
+        report.scheme = ({**cfg.scheme.to_dict(), **method_details}
+                         if prep.qm is not None else None)
+        if prep.qm is not None and int_ref_note:
             report.scheme["int_reference"] = int_ref_note
-        report.timings_s = timings
+        report.timings_s = prep.timings
         report.artifacts = [{"name": a.name, "path": a.path.name, "precision": a.precision,
                              "size_bytes": a.size_bytes, **a.details} for a in artifacts]
         report.write(stage)

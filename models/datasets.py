@@ -90,11 +90,22 @@ def _decode(path: Path, preprocess: Preprocess) -> np.ndarray:
             arr = np.asarray(_fit(img, preprocess), dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise ConvdeployError(f"cannot read image {path}: {exc}",
-                              fix="remove or replace the file, then run again") from exc
+                              fix="remove or replace the file, or pass --skip-bad-files to leave "
+                                  "unreadable images out (the report counts them)") from exc
     return arr if arr.ndim == 3 else arr[:, :, None]
 
 
-def _image_folder(root: Path, preprocess: Preprocess, progress: bool) -> ImageSet:
+def _try_decode(path: Path, preprocess: Preprocess, skip_bad: bool) -> np.ndarray | None:
+    try:
+        return _decode(path, preprocess)
+    except ConvdeployError:
+        if skip_bad:
+            return None
+        raise
+
+
+def _image_folder(root: Path, preprocess: Preprocess, progress: bool,
+                  skip_bad: bool = False) -> ImageSet:
     from tqdm.auto import tqdm
 
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -108,11 +119,19 @@ def _image_folder(root: Path, preprocess: Preprocess, progress: bool) -> ImageSe
                               fix="give an ImageFolder directory (<class>/<image>.jpg) or a .npz")
     workers = min(32, 2 * (os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:
-        images = list(tqdm(pool.map(lambda item: _decode(item[0], preprocess), files),
+        images = list(tqdm(pool.map(lambda item: _try_decode(item[0], preprocess, skip_bad),
+                                     files),
                            total=len(files), desc=f"load {root.name}", unit="img",
                            disable=not progress, leave=False))
-    labels = np.asarray([i for _, i in files], dtype=np.int64) if classes else None
-    return ImageSet(np.stack(images), labels, str(root), classes or None)
+    bad = [str(f) for (f, _), img in zip(files, images) if img is None]
+    kept = [(item, img) for item, img in zip(files, images) if img is not None]
+    if not kept:
+        raise ConvdeployError(f"no readable images in {root} ({len(bad)} skipped)",
+                              fix="check the files: every one failed to decode")
+    labels = np.asarray([i for (_, i), _ in kept], dtype=np.int64) if classes else None
+    details = {"skipped_files": len(bad), "skipped_examples": bad[:5]} if skip_bad else {}
+    return ImageSet(np.stack([img for _, img in kept]), labels, str(root), classes or None,
+                    details=details)
 
 
 def _npz(path: Path, preprocess: Preprocess) -> ImageSet:
@@ -151,16 +170,20 @@ def _npz(path: Path, preprocess: Preprocess) -> ImageSet:
                           fix="use (N,H,W,C) uint8 or (N,C,H,W) float32 (already normalised)")
 
 
-def load_images(path: str | Path, preprocess: Preprocess, *, progress: bool = True) -> ImageSet:
-    """Load an ImageFolder directory or .npz file, cached for the life of the process."""
+def load_images(path: str | Path, preprocess: Preprocess, *, progress: bool = True,
+                skip_bad_files: bool = False) -> ImageSet:
+    """Load an ImageFolder directory or .npz file, cached for the life of the process.
+
+    An image that cannot be decoded (truncated, not an image) stops the load with its name,
+    unless ``skip_bad_files``: then it is left out and ``details["skipped_files"]`` counts it."""
     path = Path(path).expanduser()
     if not path.exists():
         raise ConvdeployError(f"data path {path} does not exist",
                               fix="give an existing ImageFolder directory or .npz file")
-    key = (str(path.resolve()), path.stat().st_mtime_ns, preprocess)
+    key = (str(path.resolve()), path.stat().st_mtime_ns, preprocess, skip_bad_files)
     if key not in _CACHE:
         if path.is_dir():
-            _CACHE[key] = _image_folder(path, preprocess, progress)
+            _CACHE[key] = _image_folder(path, preprocess, progress, skip_bad_files)
         elif path.suffix == ".npz":
             _CACHE[key] = _npz(path, preprocess)
         else:
@@ -172,17 +195,32 @@ def load_images(path: str | Path, preprocess: Preprocess, *, progress: bool = Tr
 def native_size(path: str | Path) -> tuple[int, int] | None:
     """(height, width) of the first image of a folder or .npz: the default input size of a model
     that states none."""
+    layout = native_layout(path)
+    return layout[0] if layout else None
+
+
+def native_layout(path: str | Path) -> tuple[tuple[int, int], int] | None:
+    """((height, width), channels) of the first sample of a folder or .npz, as stored (images
+    count as RGB: they are decoded to the model's channels), or None when it cannot be told."""
     from PIL import Image
 
     path = Path(path).expanduser()
     if path.is_dir():
         for f in sorted(path.rglob("*")):
             if f.suffix.lower() in IMAGE_SUFFIXES:
-                with Image.open(f) as img:
-                    return img.size[1], img.size[0]
+                try:
+                    with Image.open(f) as img:
+                        return (img.size[1], img.size[0]), 3
+                except (OSError, ValueError):
+                    continue  # a bad file is reported (or skipped) when the set is loaded
         return None
     if path.suffix == ".npz" and path.is_file():
-        x = np.load(path, allow_pickle=False)["x"] if path.stat().st_size else None
+        try:
+            x = np.load(path, allow_pickle=False)["x"] if path.stat().st_size else None
+        except (OSError, ValueError, KeyError):
+            return None  # load_images names what is wrong with the file
         if x is not None and x.ndim == 4:
-            return tuple(x.shape[1:3]) if x.dtype == np.uint8 else tuple(x.shape[2:4])
+            if x.dtype == np.uint8:
+                return tuple(x.shape[1:3]), int(x.shape[3])
+            return tuple(x.shape[2:4]), int(x.shape[1])
     return None

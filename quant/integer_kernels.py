@@ -3,9 +3,9 @@
 They follow TFLite's reference kernels, which implement Jacob et al. 2018: int32 bias and
 accumulators, a fixed-point multiplier and shift per output channel (``quant.fixed_point``),
 the zero point added after requantization, a clamp to the fused activation's range. Codes are
-int64 arrays in NCHW. Convolution sums run as float64 matrix products: every product of two
-codes and every partial sum is an integer below 2**53, so float64 holds them exactly and BLAS
-order cannot change a bit (checked by ``_exact``).
+int64 arrays in NCHW. Convolution and matrix sums run as float products whose every partial sum is
+an integer the float type holds exactly, so no summation order can change a bit (``conv2d``
+states the bound; ``_exact`` checks it).
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .fixed_point import Rounding, multiply_by_quantized_multiplier, quantize_multiplier
 
 EXACT_LIMIT = 2.0**53
+FLOAT32_EXACT_LIMIT = 2.0**24
 
 
 def _exact(x_offset: np.ndarray, w: np.ndarray, k: int) -> None:
@@ -52,19 +53,33 @@ def requantize(acc: np.ndarray, in_scale: float, w_scale: np.ndarray, out_scale:
 
 def conv2d(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray | None, *, strides,
            pads, dilations, depthwise: bool) -> np.ndarray:
-    """int32 accumulators of a dense or depthwise convolution (padding is real zero)."""
-    xo = x.astype(np.int64) - x_zp
-    win = _windows(xo, w.shape[2:], strides, pads, dilations).astype(np.float64)
-    n, c, ho, wo, kh, kw = win.shape
-    if depthwise:
-        _exact(xo, w, kh * kw)
-        acc = np.einsum("nchwij,cij->nchw", win, w[:, 0].astype(np.float64), optimize=True)
-    else:
-        _exact(xo, w, c * kh * kw)
-        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, c * kh * kw)
-        acc = (cols @ w.reshape(w.shape[0], -1).T.astype(np.float64))
-        acc = acc.reshape(n, ho, wo, -1).transpose(0, 3, 1, 2)
-    acc = np.rint(acc).astype(np.int64)
+    """int32 accumulators of a dense or depthwise convolution (padding is real zero).
+
+    The sums run in torch's float convolution, which is exact here: every product of two codes
+    and every partial sum is an integer whose magnitude is at most ``max|x| * max_c sum|w_c|``,
+    and below 2**24 (float32) or 2**53 (float64) floats hold such integers exactly, so no
+    summation order can change a bit. float32 is used when that bound allows it (8-bit codes,
+    the usual case), float64 otherwise (16-bit activations); ``_exact`` guards the rest.
+    """
+    import torch
+
+    per_filter = int(np.abs(w.reshape(w.shape[0], -1).astype(np.int64)).sum(1).max(initial=0))
+    x_offset = max(int(x.max(initial=x_zp)) - x_zp, x_zp - int(x.min(initial=x_zp)))
+    bound = float(x_offset) * per_filter
+    if bound >= EXACT_LIMIT:  # never for 8/16-bit codes; guards the float shortcut
+        raise OverflowError(f"accumulator bound {bound:.3g} exceeds float64's exact range")
+    dtype = torch.float32 if bound < FLOAT32_EXACT_LIMIT else torch.float64
+    t, l, b, r = pads
+    xt = torch.from_numpy(x).to(dtype) - x_zp  # codes and zero points are exact in float32
+    if (t, l) != (b, r):  # asymmetric ONNX pads: pad explicitly (zeros, as the codes' offset)
+        xt = torch.nn.functional.pad(xt, (l, r, t, b))
+        t = l = 0
+    wt = torch.from_numpy(np.ascontiguousarray(w)).to(dtype)
+    with torch.no_grad():
+        acc = torch.nn.functional.conv2d(xt, wt, stride=tuple(strides), padding=(t, l),
+                                         dilation=tuple(dilations),
+                                         groups=x.shape[1] if depthwise else 1)
+    acc = acc.numpy().astype(np.int64)
     return acc if bias is None else acc + bias.astype(np.int64).reshape(1, -1, 1, 1)
 
 

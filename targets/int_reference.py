@@ -26,6 +26,9 @@ def _slice(x: np.ndarray, attrs: dict) -> np.ndarray:
     return x[tuple(index)]
 
 
+CACHE_ELEMENTS = 1 << 18  # int64 values in 2 MiB, one core's L2 here
+
+
 @dataclass
 class IntegerRunnable:
     """Executes a lowered quantized ``OpGraph``; ``codes()`` returns the integer output."""
@@ -34,6 +37,7 @@ class IntegerRunnable:
     arithmetic: Any = None  # quant.fixed_point.IntegerArithmetic (default: TFLITE_REFERENCE)
     threads: int = 1
     details: dict[str, Any] = field(default_factory=dict)
+    _chunk: int | None = field(default=None, repr=False)
 
     def codes(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every tensor's integer codes (and the float input/output) for input ``x``."""
@@ -92,7 +96,20 @@ class IntegerRunnable:
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         (x,) = inputs.values()
-        return {self.graph.output: self.codes(x)[self.graph.output]}
+        step = self.chunk_samples()
+        outs = [self.codes(x[i:i + step])[self.graph.output] for i in range(0, len(x), step)]
+        return {self.graph.output: np.concatenate(outs) if len(outs) != 1 else outs[0]}
+
+    def chunk_samples(self) -> int:
+        """Samples run together: few enough that the largest int64 activation stays in a
+        core's L2 cache (2 MiB on the AMD EPYC measured). The kernels are a chain of
+        memory-bound array passes: batch 100 ran ~1.3x slower than chunks of 16 (ResNet-20)."""
+        from convdeploy.exporters.lowering import infer_shapes
+
+        if self._chunk is None:
+            largest = max(int(np.prod(shape)) for shape in infer_shapes(self.graph).values())
+            self._chunk = max(1, CACHE_ELEMENTS // largest)
+        return self._chunk
 
 
 class IntReferenceTarget(TargetBase):

@@ -81,9 +81,17 @@ def test_user_model_from_import_path_with_npz_data(tmp_path):
     (["export", "--scheme", "w8a8", "--act-dtype", "int8", "--targets", "dsp-qnn-htp"],
      "unsigned"),
     (["qat", "--scheme", "w4a8", "--train", "/nonexistent_dir"], "does not exist"),
+    (["export", "tests.conftest:TinyNet", "--int8", "--calib", "/no/calib", "--eval", "."],
+     "--calib path /no/calib does not exist"),
+    (["audit", "digits-convnet", "--targets", "cpu-ort,gpu-magic"],
+     "unknown target 'gpu-magic'"),
+    (["audit", "digits-convnet", "--schemes", "float,w4a8", "--targets", "mobile-litert"],
+     "cannot run on target mobile-litert"),
+    (["audit", "digits-convnet", "--eval", "/no/eval"], "data.eval: path /no/eval"),
 ])
 def test_user_errors_are_one_clear_message(tmp_path, args, needle):
-    res = cli(*args, "--out", tmp_path / "o", *FAST)
+    fast = ["--no-progress"] if args[0] == "audit" else FAST
+    res = cli(*args, "--out", tmp_path / "o", *fast)
     assert res.returncode == 2
     assert needle in res.stderr and "fix:" in res.stderr
     assert "Traceback" not in res.stderr
@@ -204,3 +212,35 @@ def test_mobile_and_dsp_targets_in_one_report(tmp_path):
     assert "emulated" in rows[("dsp-qnn-htp", "w8a8")]["latency_ms"]["not_measured"]
     assert {"model.float.tflite", "model.w8a8.tflite"} <= {p.name for p in out.iterdir()}
     assert "LSB vs int-ref" in (out / "report.md").read_text()
+
+
+def test_qat_calibrates_from_the_training_data_when_no_calib_is_given(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "train.npz", x=rng.integers(0, 255, (48, 16, 16, 3), dtype=np.uint8),
+             y=rng.integers(0, 5, 48))
+    data = tmp_path / "train.npz"
+    res = cli("qat", "tests.conftest:seeded_tiny_net", "--int8", "--train", data, "--eval", data,
+              "--targets", "cpu-ort", "--epochs", "1", "--out", tmp_path / "o", *FAST)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["data"]["calib"]["source"].endswith("train.npz")
+
+
+def test_a_one_channel_float_npz_needs_no_mean_std(tmp_path):
+    import numpy as np
+
+    (tmp_path / "audio.py").write_text(
+        "from torch import nn\n"
+        "def build():\n"
+        "    return nn.Sequential(nn.Conv2d(1, 4, (5, 1), padding=(2, 0)), nn.ReLU(),\n"
+        "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))\n")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "sig.npz", x=rng.standard_normal((24, 1, 64, 1)).astype(np.float32),
+             y=rng.integers(0, 2, 24))
+    res = cli("export", "audio:build", "--int8", "--calib", "sig.npz", "--eval", "sig.npz",
+              "--targets", "cpu-ort", "--out", "o", *FAST, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["data"]["preprocess"]["channels"] == 1

@@ -69,3 +69,26 @@ def test_subset_is_deterministic(tmp_path):
     data = load_images(_folder(tmp_path / "d", n_per_class=10), RGB, progress=False)
     a, b = data.subset(7, seed=1), data.subset(7, seed=1)
     assert len(a) == 7 and np.array_equal(a.images, b.images)
+
+
+def test_truncated_jpeg_is_named_or_skipped_and_counted(tmp_path):
+    root = _folder(tmp_path / "d")
+    buf = tmp_path / "full.jpg"
+    Image.fromarray(np.full((32, 32, 3), 120, np.uint8)).save(buf, quality=95)
+    (root / "ant" / "trunc.jpg").write_bytes(buf.read_bytes()[:300])  # header intact, data cut
+    with pytest.raises(ConvdeployError, match="trunc.jpg") as err:
+        load_images(root, RGB, progress=False)
+    assert "--skip-bad-files" in err.value.fix
+    data = load_images(root, RGB, progress=False, skip_bad_files=True)
+    assert len(data) == 6 and data.details["skipped_files"] == 1
+    assert data.details["skipped_examples"][0].endswith("trunc.jpg")
+    assert data.labels.tolist() == [0, 0, 0, 1, 1, 1]  # labels stay aligned with images
+
+
+def test_native_layout_reads_the_channel_count_of_float_npz(tmp_path):
+    from convdeploy.models.datasets import native_layout
+
+    np.savez(tmp_path / "sig.npz", x=np.zeros((4, 1, 64, 1), np.float32), y=np.zeros(4))
+    assert native_layout(tmp_path / "sig.npz") == ((64, 1), 1)
+    np.savez(tmp_path / "u8.npz", x=np.zeros((4, 8, 6, 3), np.uint8))
+    assert native_layout(tmp_path / "u8.npz") == ((8, 6), 3)

@@ -52,3 +52,77 @@ def test_activation_ranges_clamp_at_zero_and_six():
     assert activation_range("RELU", 10, 0.1, 0, 255) == (10, 255)
     assert activation_range("RELU6", 10, 0.1, 0, 255) == (10, 70)
     assert activation_range("RELU6", -128, 6 / 255, -128, 127) == (-128, 127)
+
+
+def _gemmlowp_high_mul(a: int, b: int) -> int:
+    """gemmlowp's SaturatingRoundingDoublingHighMul, branch for branch, on Python ints."""
+    if a == b == -(2**31):
+        return 2**31 - 1
+    ab = a * b
+    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    q = abs(ab + nudge) // (1 << 31)  # C++ division truncates towards zero
+    return q if ab + nudge >= 0 else -q
+
+
+def _gemmlowp_divide_by_pot(x: int, e: int) -> int:
+    mask = (1 << e) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> e) + (1 if remainder > threshold else 0)
+
+
+def test_vectorised_high_mul_equals_gemmlowp_on_edges_and_random_values():
+    from convdeploy.quant.fixed_point import rounding_doubling_high_mul
+
+    rng = np.random.default_rng(3)
+    a = np.concatenate([rng.integers(-2**31, 2**31, 4000), [0, 1, -1, 2**31 - 1, -2**31,
+                                                             2**30, -2**30, -2**30 - 1]])
+    for b in (2**30, 2**30 + 1, 1518500250, 2**31 - 1, -2**31):
+        got = rounding_doubling_high_mul(a, b)
+        assert got.tolist() == [_gemmlowp_high_mul(int(v), b) for v in a]
+
+
+def test_vectorised_divide_by_pot_equals_gemmlowp_with_per_channel_exponents():
+    rng = np.random.default_rng(4)
+    x = rng.integers(-2**31, 2**31, (50, 6))
+    x[0] = [-4, -2, -1, 1, 2, 3]  # exact ties
+    exponents = np.array([0, 1, 2, 5, 13, 31])
+    got = rounding_divide_by_pot(x, exponents)
+    want = [[_gemmlowp_divide_by_pot(int(v), int(e)) for v, e in zip(row, exponents)]
+            for row in x]
+    assert got.tolist() == want
+    assert rounding_divide_by_pot(x, 0).tolist() == x.tolist()
+
+
+def test_integer_conv_is_exact_on_float32_and_float64_paths():
+    """The float convolution path against an int64 loop: 8-bit codes (float32 path) and
+    16-bit codes (float64 path), dense and depthwise, with asymmetric padding."""
+    from convdeploy.quant.integer_kernels import conv2d
+
+    rng = np.random.default_rng(5)
+
+    def reference(x, zp, w, bias, stride, pads, groups):
+        t, l, b, r = pads
+        xp = np.pad(x.astype(np.int64) - zp, ((0, 0), (0, 0), (t, b), (l, r)))
+        n, c, h, wd = xp.shape
+        o, cg, kh, kw = w.shape
+        ho, wo = (h - kh) // stride + 1, (wd - kw) // stride + 1
+        out = np.zeros((n, o, ho, wo), np.int64)
+        for oc in range(o):
+            g = oc // (o // groups)
+            for i in range(kh):
+                for j in range(kw):
+                    patch = xp[:, g * cg:(g + 1) * cg, i:i + stride * ho:stride,
+                               j:j + stride * wo:stride]
+                    out[:, oc] += np.einsum("nchw,c->nhw", patch, w[oc, :, i, j].astype(np.int64))
+        return out + bias.reshape(1, -1, 1, 1)
+
+    for high, depthwise in ((255, False), (255, True), (65535, False)):
+        x = rng.integers(0, high + 1, (2, 6, 9, 9))
+        zp = int(rng.integers(0, high + 1))
+        w = rng.integers(-127, 128, (6, 1 if depthwise else 6, 3, 3))
+        bias = rng.integers(-2**20, 2**20, 6)
+        got = conv2d(x, zp, w, bias, strides=(2, 2), pads=(0, 1, 1, 0), dilations=(1, 1),
+                     depthwise=depthwise)
+        want = reference(x, zp, w, bias, 2, (0, 1, 1, 0), 6 if depthwise else 1)
+        assert np.array_equal(got, want), (high, depthwise)

@@ -1,0 +1,308 @@
+"""Render the benchmark tables of docs/benchmarks.md and the README's results summary from
+bench/results/*.json. Numbers are never typed by hand: change a result, rerun this script.
+
+    python bench/render_docs.py          # rewrite docs/benchmarks.md and the README block
+    python bench/render_docs.py --check  # exit 1 if either is stale (CI-friendly)
+
+The README block sits between ``<!-- results:begin -->`` and ``<!-- results:end -->``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+REPO = ROOT.parent
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _ms(v) -> str:
+    return "-" if v is None else (f"{v:.3f}" if v < 10 else f"{v:.1f}")
+
+
+def _kb(v) -> str:
+    return "-" if not v else f"{v / 1024:,.0f} KB"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(str(c) for c in r) + " |" for r in rows)]
+
+
+def machine(env: dict) -> str:
+    """``Intel Xeon, 2 cores, torch 2.13.0, ...`` from a result's environment block."""
+    versions = env.get("versions", {})
+    libs = ", ".join(f"{k} {v}" for k, v in versions.items() if v and k != "convdeploy")
+    cores = f", {env['cores']} cores" if env.get("cores") else ""
+    return f"{env.get('cpu', '?')}{cores}; {libs}"
+
+
+# ---------------------------------------------------------------- the audit
+
+
+def audit_section(data: dict, title: str) -> list[str]:
+    bench = data.get("benchmark", {})
+    env = data["fingerprints"]["environment"]
+    cells = data["cells"]
+    lines = [f"### {title}", "",
+             f"Spec `{bench.get('spec')}`, executor `{bench.get('executor')}`, models "
+             f"{', '.join(bench.get('models_run', []))}"
+             + (f" (eval limit {bench['eval_limit']})" if bench.get("eval_limit") else
+                " (full 10,000-image test split)") + f". Machine: {machine(env)}.", ""]
+    for model, why in bench.get("models_skipped", {}).items():
+        lines.append(f"- **{model} not run**: {why}.")
+    comp, reused = bench.get("units_computed", {}), bench.get("rerun_units_reused", {})
+    lines += [f"- Wall time: {bench.get('wall_seconds', 0) / 60:.1f} min for "
+              f"{sum(comp.values())} units ({comp.get('quantize')} quantize, "
+              f"{comp.get('accuracy')} accuracy, {comp.get('latency')} latency); the resumed "
+              f"rerun took {bench.get('rerun_wall_seconds', 0):.1f} s and recomputed "
+              f"{sum(bench.get('rerun_units_computed', {}).values())} units (reused "
+              f"{sum(reused.values())}).", ""]
+    if "accuracy_vs_local" in bench:
+        cmp = bench["accuracy_vs_local"]
+        lines += [f"- Against the local executor's run: "
+                  + ("every cell's accuracy figures are equal "
+                     f"({cmp['cells']} cells)." if cmp.get("equal") else
+                     f"{len(cmp.get('differing', []))} cells differ: {cmp.get('differing')}"
+                     if cmp.get("compared") else f"not compared ({cmp.get('why')})."), ""]
+    for model in dict.fromkeys(c["model"] for c in cells):
+        lines += [f"**{model}**, batch 1: Pareto-optimal cells first, then the fastest cell of "
+                  "every (scheme, target).", ""]
+        lines += _table(["scheme", "target", "threads", "accuracy", "vs float (95% CI)",
+                         "McNemar p", "verdict", "max LSB vs int-ref", "latency ms",
+                         "speed-up vs float", "Pareto"], _audit_rows(cells, model))
+        lines.append("")
+        lines += _not_run(cells, model)
+    return lines
+
+
+def _audit_rows(cells: list[dict], model: str) -> list[list[str]]:
+    mine = [c for c in cells if c["model"] == model and c.get("status") == "ok"]
+    best: dict[tuple, dict] = {}
+    for c in mine:
+        if c.get("batch_size") not in (1, None):
+            continue
+        key = (c["scheme"], c["target"])
+        lat = c.get("latency_median_ms")
+        if key not in best or (lat is not None and lat < (best[key].get("latency_median_ms")
+                                                           or float("inf"))):
+            best[key] = c
+    rows = sorted(best.values(), key=lambda c: (not c.get("pareto"),
+                                                c.get("latency_median_ms") or float("inf")))
+    out = []
+    for c in rows:
+        d, ci = c.get("accuracy_delta"), c.get("accuracy_delta_ci95")
+        lsb = c.get("max_lsb_vs_int_reference")
+        out.append([c["scheme"], c["target"], c.get("threads") or "-", _pct(c.get("accuracy")),
+                    "-" if d is None else f"{100 * d:+.2f} ({100 * ci[0]:+.2f}, "
+                                          f"{100 * ci[1]:+.2f})",
+                    "-" if c.get("mcnemar_p") is None else f"{c['mcnemar_p']:.2g}",
+                    c.get("verdict", "-"),
+                    "-" if lsb is None else f"{lsb} ({100 * c['bit_exact_fraction']:.1f}% exact)",
+                    _ms(c.get("latency_median_ms")) if c.get("latency_median_ms") else
+                    "not measured", "-" if not c.get("speedup_vs_float") else
+                    f"{c['speedup_vs_float']:.2f}x", "**yes**" if c.get("pareto") else ""])
+    return out
+
+
+def _not_run(cells: list[dict], model: str) -> list[str]:
+    seen, lines = set(), []
+    for c in cells:
+        if c["model"] != model or c.get("status") == "ok":
+            continue
+        key = (c["scheme"], c["target"])
+        if key not in seen:
+            seen.add(key)
+            lines.append(f"- {c['scheme']} on {c['target']}: {c.get('status')}: "
+                         f"{(c.get('reason') or '').strip()[:200]}")
+    return lines + [""] if lines else []
+
+
+def audit_summary(data: dict) -> list[str]:
+    """The README's lines: per model, the Pareto front at batch 1."""
+    lines = []
+    for model in dict.fromkeys(c["model"] for c in data["cells"]):
+        front = sorted((c for c in data["cells"] if c["model"] == model and c.get("pareto")
+                        and c.get("batch_size") == 1), key=lambda c: c["latency_median_ms"])
+        steps = "; ".join(f"{c['target']} {c['scheme']} {c['threads']}t: "
+                          f"{_pct(c['accuracy'])} at {_ms(c['latency_median_ms'])} ms"
+                          for c in front)
+        lines.append(f"- **{model}** (batch 1, Pareto front): {steps}.")
+    return lines
+
+
+# ---------------------------------------------------------------- the other benchmarks
+
+
+def int_reference_section() -> list[str]:
+    before, after = _load("int_reference_speed_before.json"), _load(
+        "int_reference_speed_after.json")
+    if not (before and after):
+        return []
+    ratio = before["int_reference_seconds"] / after["int_reference_seconds"]
+    same = before["logits_sha256"] == after["logits_sha256"]
+    return ["### Integer reference speed (`bench/int_reference_speed.py`)", "",
+            f"ResNet-20 W8A8, {after['samples']:,} test images, both revisions run one after "
+            f"the other on {machine(after['environment'])}.", "",
+            *_table(["revision", "int-reference seconds", "accuracy", "logits differing from "
+                     "LiteRT reference kernels"],
+                    [[r["revision"] + (" (before)" if r is before else " (after)"),
+                      f"{r['int_reference_seconds']:.1f}", _pct(r["accuracy"]),
+                      r["logits_differing_from_litert_reference"]] for r in (before, after)]),
+            "", f"Speed-up **{ratio:.1f}x**; the integer logits of both revisions are "
+                f"{'bit-identical (same SHA-256)' if same else 'DIFFERENT'}.", ""]
+
+
+def ptq_qat_section(name: str, title: str) -> list[str]:
+    data = _load(name)
+    if not data:
+        return []
+    rows = [[r["row"], _pct(r.get("simulation_accuracy")), _pct(r.get("cpu_ort_accuracy")),
+             "-" if not r.get("seconds") else f"{r['seconds']:.1f} s", _kb(r.get("size_bytes"))]
+            for r in data["rows"]]
+    return [f"### {title} (`bench/ptq_qat.py`, `{name}`)", "",
+            f"{data['test_images']:,} test images, {data['calibration_images']} calibration "
+            f"images; float {_pct(data['float_accuracy'])}; run complete: {data['complete']}. "
+            f"Machine: {machine(data['environment'])}.", "",
+            *_table(["row", "simulation", "cpu-ort", "time", "file"], rows), ""]
+
+
+def mobile_dsp_section(name: str, title: str) -> list[str]:
+    data = _load(name)
+    if not data:
+        return []
+    rows = [[r["target"], r["scheme"], _pct(r.get("accuracy")),
+             _pct(r.get("top1_agreement_vs_simulation")),
+             "-" if r.get("max_lsb_vs_int_reference") is None else r["max_lsb_vs_int_reference"],
+             _pct(r.get("bit_exact_fraction")), f"{r.get('eval_seconds', 0):.0f} s",
+             _kb(r.get("model_size_bytes"))] for r in data["rows"]]
+    lat = data.get("litert_latency_ms", {})
+    speed = [[k.split("@")[1], f"{v['batch1']:.2f}x", f"{v['batch32']:.2f}x"]
+             for k, v in lat.items() if k.startswith("speedup")]
+    return [f"### {title} (`bench/mobile_dsp.py`, `{name}`)", "",
+            f"{data['eval_images']:,} test images, W8A8; whole run "
+            f"{data['wall_seconds'] / 60:.0f} min. Machine: {machine(data['environment'])}.", "",
+            *_table(["target", "scheme", "accuracy", "top-1 agr. with sim", "max LSB vs int-ref",
+                     "bit-exact share", "eval time", "file"], rows), "",
+            "LiteRT (XNNPACK) int8 over float speed-up:", "",
+            *_table(["threads", "batch 1", "batch 32 (per image)"], speed), ""]
+
+
+def cpu_int8_section() -> list[str]:
+    data = _load("cpu_int8_resnet20.json")
+    if not data:
+        return []
+    rows = [[r["target"], r["scheme"], r.get("artifact", ""), _pct(r.get("accuracy")),
+             _pct(r.get("top1_agreement")), _kb(r.get("model_size_bytes")),
+             _ms(r["latency_ms"].get("batch1_median")),
+             _ms(r["latency_ms"].get("per_image_at_batch_ms"))] for r in data["rows"]]
+    ratio = data["latency_ratio_batch1"]
+    return ["### ResNet-20 int8 on CPU vs ONNX Runtime's quantizer (`bench/cpu_int8_resnet20.py`)",
+            "", f"Machine: {machine(data['environment'])}.", "",
+            *_table(["target", "scheme", "artifact", "accuracy", "top-1 agr.", "size",
+                     "batch-1 ms", "ms/img at batch 32"], rows), "",
+            "int8 / float latency at batch 1: " + "; ".join(
+                f"{t} {v['convdeploy_int8_over_float']:.2f} (ORT quantizer "
+                f"{v['ort_static_int8_over_float']:.2f})" for t, v in ratio.items()) + ".", ""]
+
+
+# ---------------------------------------------------------------- assembling
+
+
+def benchmarks_page() -> str:
+    lines = ["# Benchmarks", "",
+             "Generated by `python bench/render_docs.py` from `bench/results/*.json`; every "
+             "number below comes from those files (each names its machine). Notes that "
+             "interpret them: [results-notes.md](results-notes.md).", "",
+             "## Accuracy-vs-latency audit (`bench/audit_cifar.py`)", ""]
+    for name, title in (("audit_cifar.json", "Local executor"),
+                        ("audit_cifar_ray.json", "Ray executor (local cluster)")):
+        data = _load(name)
+        if data:
+            lines += audit_section(data, title)
+    lines += ["## Integer reference", "", *int_reference_section(),
+              "## PTQ methods and QAT", "",
+              *ptq_qat_section("ptq_qat_resnet20.json", "ResNet-20"),
+              *ptq_qat_section("ptq_qat_resnet20_partial.json", "ResNet-20, added rows"),
+              *ptq_qat_section("ptq_qat_mobilenetv2.json", "MobileNetV2 (60 epochs)"),
+              *ptq_qat_section("ptq_qat_mobilenetv2_partial.json",
+                               "MobileNetV2 (60 epochs), added rows"),
+              *ptq_qat_section("ptq_qat_mobilenetv2_20ep.json", "MobileNetV2 (20 epochs)"),
+              "## Mobile and DSP targets", "",
+              *mobile_dsp_section("mobile_dsp_resnet20.json", "ResNet-20"),
+              *mobile_dsp_section("mobile_dsp_mobilenetv2.json", "MobileNetV2"),
+              "## CPU int8", "", *cpu_int8_section()]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def readme_block() -> str:
+    lines = [BEGIN, "<!-- generated by bench/render_docs.py from bench/results/*.json -->", ""]
+    audit = _load("audit_cifar.json")
+    if audit:
+        bench = audit.get("benchmark", {})
+        lines += [f"Accuracy-vs-latency audit (`bench/audit_cifar.py`, full CIFAR-10 test split, "
+                  f"{machine(audit['fingerprints']['environment']).split(';')[0]}; "
+                  f"{bench.get('wall_seconds', 0) / 60:.0f} min, resumed rerun "
+                  f"{bench.get('rerun_wall_seconds', 0):.0f} s recomputing "
+                  f"{sum(bench.get('rerun_units_computed', {}).values())} units):", "",
+                  *audit_summary(audit), ""]
+        ray = _load("audit_cifar_ray.json")
+        if ray and ray["benchmark"].get("accuracy_vs_local", {}).get("compared"):
+            cmp = ray["benchmark"]["accuracy_vs_local"]
+            lines += [f"- The same spec on a local Ray cluster: "
+                      + ("every cell's accuracy figures equal the local run's."
+                         if cmp["equal"] else f"{len(cmp['differing'])} cells differ."), ""]
+    speed = int_reference_section()
+    if speed:
+        before = _load("int_reference_speed_before.json")
+        after = _load("int_reference_speed_after.json")
+        lines += [f"- Integer reference, ResNet-20 full split: "
+                  f"{before['int_reference_seconds']:.0f} s -> "
+                  f"{after['int_reference_seconds']:.0f} s "
+                  f"({before['int_reference_seconds'] / after['int_reference_seconds']:.1f}x), "
+                  "bit-identical logits, equal to LiteRT's reference kernels.", ""]
+    lines += ["Every table, with its machine: [docs/benchmarks.md](docs/benchmarks.md).", END]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if the files are stale")
+    args = parser.parse_args()
+    page = benchmarks_page()
+    readme_path = REPO / "README.md"
+    readme = readme_path.read_text()
+    if BEGIN not in readme or END not in readme:
+        print(f"README.md has no {BEGIN} ... {END} block", file=sys.stderr)
+        return 1
+    head, rest = readme.split(BEGIN, 1)
+    new_readme = head + readme_block() + rest.split(END, 1)[1]
+    docs = REPO / "docs" / "benchmarks.md"
+    if args.check:
+        stale = [p.name for p, text in ((docs, page), (readme_path, new_readme))
+                 if not p.exists() or p.read_text() != text]
+        if stale:
+            print(f"stale: {', '.join(stale)}; run python bench/render_docs.py", file=sys.stderr)
+            return 1
+        return 0
+    docs.parent.mkdir(exist_ok=True)
+    docs.write_text(page)
+    readme_path.write_text(new_readme)
+    print(f"wrote {docs.relative_to(REPO)} and the README results block")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
