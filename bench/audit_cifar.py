@@ -41,6 +41,8 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path.home() / "convdeploy-bench",
                         help="where the audit folders (artifacts, cells) go")
     parser.add_argument("--eval-limit", type=int, help="smoke runs only: a subset of the split")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="rerun units recorded as failed (after a fix)")
     args = parser.parse_args()
     if not (SHARED / "data" / "cifar10" / "test").is_dir():
         print(f"skipped: {SHARED} (the shared CIFAR-10 data) not found")
@@ -65,7 +67,7 @@ def main() -> int:
     suffix += f"_limit{args.eval_limit}" if args.eval_limit else ""
     work = args.work / f"audit_cifar{suffix}"
     t0 = time.perf_counter()
-    audit = run_audit(spec, work, executor=args.executor)
+    audit = run_audit(spec, work, executor=args.executor, retry_failed=args.retry_failed)
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
     rerun = run_audit(spec, work, executor=args.executor, progress=False)
