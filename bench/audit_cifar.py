@@ -47,20 +47,28 @@ def main() -> int:
     if not (SHARED / "data" / "cifar10" / "test").is_dir():
         print(f"skipped: {SHARED} (the shared CIFAR-10 data) not found")
         return 0
-    from convdeploy.audit import load_spec, run_audit
+    from convdeploy.audit import parse_spec, run_audit
     from convdeploy.audit.outputs import terminal_table
+    from convdeploy.configfile import read_yaml
 
-    spec = load_spec(SPEC)
-    wanted = args.models.split(",") if args.models else [m.ref for m in spec.models]
-    skipped = {m.ref: "not in --models" for m in spec.models if m.ref not in wanted}
-    for m in spec.models:
-        if m.ref in wanted and m.weights and not Path(m.weights).is_file():
-            skipped[m.ref] = f"weights {m.weights} not found (train or copy them first)"
-    models = tuple(m for m in spec.models if m.ref not in skipped)
-    if not models:
+    tree = read_yaml(SPEC)
+    wanted = args.models.split(",") if args.models else [m["name"] for m in tree["models"]]
+    skipped, kept = {}, []
+    for m in tree["models"]:
+        weights = Path(m["weights"]).expanduser() if m.get("weights") else None
+        if weights is not None and not weights.is_absolute():
+            weights = SPEC.parent / weights
+        if m["name"] not in wanted:
+            skipped[m["name"]] = "not in --models"
+        elif weights is not None and not weights.is_file():
+            skipped[m["name"]] = f"weights {weights} not found (train or copy them first)"
+        else:
+            kept.append(m)
+    if not kept:
         print(f"skipped: no model to run ({skipped})")
         return 0
-    spec = replace(spec, models=models)
+    spec = parse_spec({**tree, "models": kept}, SPEC.parent)
+    models = spec.models
     if args.eval_limit:
         spec = replace(spec, data=replace(spec.data, eval_limit=args.eval_limit))
     suffix = "" if args.executor == "local" else f"_{args.executor}"

@@ -199,6 +199,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     report = run(config_from_args(args))
     print(report.table())
+    for role, info in report.data.items():
+        if isinstance(info, dict) and info.get("skipped_files"):
+            print(f"\nskipped {info['skipped_files']} unreadable {role} file(s), e.g. "
+                  f"{info['skipped_examples'][0]} (--skip-bad-files)")
     print(f"\nwrote {args.out}/report.json, {args.out}/report.md and the model files")
     return 0
 

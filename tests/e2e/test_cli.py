@@ -244,3 +244,27 @@ def test_a_one_channel_float_npz_needs_no_mean_std(tmp_path):
     assert res.returncode == 0, res.stderr
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["data"]["preprocess"]["channels"] == 1
+
+
+def test_a_truncated_image_stops_the_run_by_name_or_is_skipped_and_counted(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
+                tmp_path / "imgs" / cls / f"{i}.jpg", quality=95)
+    whole = (tmp_path / "imgs" / "a" / "0.jpg").read_bytes()
+    (tmp_path / "imgs" / "a" / "cut.jpg").write_bytes(whole[:len(whole) // 2])
+    args = ["export", "tests.conftest:seeded_tiny_net", "--int8", "--calib", tmp_path / "imgs",
+            "--eval", tmp_path / "imgs", "--targets", "cpu-ort", *FAST]
+    res = cli(*args, "--out", tmp_path / "o1")
+    assert res.returncode == 2 and "cut.jpg" in res.stderr and "--skip-bad-files" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = cli(*args, "--skip-bad-files", "--out", tmp_path / "o2")
+    assert res.returncode == 0, res.stderr
+    assert "skipped 1 unreadable" in res.stdout
+    report = json.loads((tmp_path / "o2" / "report.json").read_text())
+    assert report["data"]["eval"]["skipped_files"] == 1
