@@ -154,8 +154,9 @@ def int_reference_section() -> list[str]:
     ratio = before["int_reference_seconds"] / after["int_reference_seconds"]
     same = before["logits_sha256"] == after["logits_sha256"]
     return ["### Integer reference speed (`bench/int_reference_speed.py`)", "",
-            f"ResNet-20 W8A8, {after['samples']:,} test images, both revisions run one after "
-            f"the other on {machine(after['environment'])}.", "",
+            f"ResNet-20 W8A8, {after['samples']:,} test images, both revisions measured on the "
+            f"same machine, with nothing else running: {machine(after['environment'])}. "
+            "`+changes`: uncommitted edits outside the measured kernels.", "",
             *_table(["revision", "int-reference seconds", "accuracy", "logits differing from "
                      "LiteRT reference kernels"],
                     [[r["revision"] + (" (before)" if r is before else " (after)"),
