@@ -82,6 +82,7 @@ class _Rewriter:
         self.params_written: set[str] = set()
         self.new_inits: list[onnx.TensorProto] = []
         self.replaced_constants: set[str] = set()
+        self.codes_written: dict[str, tuple[np.ndarray, int]] = {}
 
     def _qparams(self, key: str, e: TensorEncoding) -> tuple[str, str]:
         """Scale and zero-point initializers of one encoding, written once and shared."""
@@ -98,6 +99,23 @@ class _Rewriter:
             self.params_written.add(key)
         return scale, zp
 
+    def _codes(self, src: str, key: str, e: TensorEncoding) -> str:
+        """The integer codes of constant ``src`` under encoding ``e``, written once per distinct
+        tensor. torch's exporter shares equal constants between consumers (the zero biases of
+        freshly folded BatchNorms, say): each quantizer of a shared constant gets its codes under
+        its own name, or the one already written when codes and type are the same."""
+        codes = e.quantize(self.constants[src])
+        onnx_type = _onnx_type(e, self.container)
+        for name in (f"{src}.quantized", f"{key}.quantized"):
+            written = self.codes_written.get(name)
+            if written is None:
+                self.codes_written[name] = (codes, onnx_type)
+                self.new_inits.append(_int_tensor(codes, name, onnx_type))
+                return name
+            if written[1] == onnx_type and np.array_equal(written[0], codes):
+                return name
+        raise ValueError(f"encoding {key!r} quantizes constant {src!r} twice, differently")
+
     def _dq(self, codes: str, scale: str, zp: str, out: str, e: TensorEncoding, name: str):
         kwargs = {"axis": e.axis} if e.axis is not None and len(e.scale) > 1 else {}
         return helper.make_node("DequantizeLinear", [codes, scale, zp], [out], name=name, **kwargs)
@@ -108,11 +126,9 @@ class _Rewriter:
         src, out = node.input[0], node.output[0]
         scale, zp = self._qparams(key, e)
         if src in self.constants:
-            codes = e.quantize(self.constants[src])
-            name = f"{src}.quantized"
-            self.new_inits.append(_int_tensor(codes, name, _onnx_type(e, self.container)))
+            name = self._codes(src, key, e)
             self.replaced_constants.add(src)
-            return [self._dq(name, scale, zp, out, e, f"{key}/DequantizeLinear")]
+            return [self._dq(name, scale, zp, out, e, f"{key}/DequantizeLinear/{out}")]
         if e.axis is not None and len(e.scale) > 1:
             raise ValueError(f"per-channel encoding {key!r} stands on a computed value {src!r}")
         q_out = f"{out}.quantized"

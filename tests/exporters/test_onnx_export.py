@@ -73,3 +73,39 @@ def test_missing_encoding_is_an_error(bad_key):
     partial = Encodings({k: v for k, v in qm.encodings.tensors.items() if k != bad_key})
     with pytest.raises(KeyError, match=bad_key):
         write_qdq(marker, partial)
+
+
+def test_constants_shared_by_the_exporter_keep_each_quantizers_codes(tmp_path):
+    """torch's ONNX exporter shares equal constants (here: the zero biases of two freshly
+    folded BatchNorms); two quantizers on one shared constant once wrote one initializer name
+    twice (onnx.checker: 'initializer name is not unique'). Now each gets its own codes, or the
+    identical tensor already written, and every runtime reads the file."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from torch import nn
+
+    from convdeploy.exporters.lowering import lower_file
+    from convdeploy.exporters.onnx_export import export_onnx
+    from convdeploy.quant import W8A8, capture, quantize
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.zeros_(m.bias)
+    x = torch.randn(8, 3, 8, 8)
+    qm = quantize(capture(model, x[:2]), W8A8, [x], progress=False)
+    art = export_onnx(qm, tmp_path / "m.onnx", example=x[:2], quantized=True)
+    proto = onnx.load(str(art.path))
+    onnx.checker.check_model(proto)
+    names = [i.name for i in proto.graph.initializer]
+    assert len(names) == len(set(names))
+    y = ort.InferenceSession(str(art.path), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x.numpy()})[0]
+    sim = qm.simulate(x).detach().numpy()
+    assert np.abs(y - sim).max() <= 2 * art.output_scale + 1e-6
+    assert len(lower_file(art.path).ops) > 0
