@@ -41,6 +41,11 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path.home() / "convdeploy-bench",
                         help="where the audit folders (artifacts, cells) go")
     parser.add_argument("--eval-limit", type=int, help="smoke runs only: a subset of the split")
+    parser.add_argument("--targets", help="comma-separated subset of the spec's targets")
+    parser.add_argument("--note", help="a remark stored with the results (e.g. what else ran)")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="only (re)compare an earlier --executor ray result with the local "
+                             "run's JSON")
     parser.add_argument("--retry-failed", action="store_true",
                         help="rerun units recorded as failed (after a fix)")
     args = parser.parse_args()
@@ -51,6 +56,8 @@ def main() -> int:
     from convdeploy.audit.outputs import terminal_table
     from convdeploy.configfile import read_yaml
 
+    if args.compare_only:
+        return _compare_again(args)
     tree = read_yaml(SPEC)
     wanted = args.models.split(",") if args.models else [m["name"] for m in tree["models"]]
     skipped, kept = {}, []
@@ -67,12 +74,15 @@ def main() -> int:
     if not kept:
         print(f"skipped: no model to run ({skipped})")
         return 0
+    if args.targets:
+        tree["targets"] = [t for t in tree["targets"] if t in args.targets.split(",")]
     spec = parse_spec({**tree, "models": kept}, SPEC.parent)
     models = spec.models
     if args.eval_limit:
         spec = replace(spec, data=replace(spec.data, eval_limit=args.eval_limit))
     suffix = "" if args.executor == "local" else f"_{args.executor}"
     suffix += f"_limit{args.eval_limit}" if args.eval_limit else ""
+    local_name = f"audit_cifar{suffix.replace('_' + args.executor, '')}.json"
     work = args.work / f"audit_cifar{suffix}"
     t0 = time.perf_counter()
     audit = run_audit(spec, work, executor=args.executor, retry_failed=args.retry_failed)
@@ -85,6 +95,7 @@ def main() -> int:
     data["benchmark"] = {
         "spec": str(SPEC.relative_to(ROOT.parent)), "executor": args.executor,
         "models_run": [m.ref for m in models], "models_skipped": skipped,
+        "targets_run": list(spec.targets), "note": args.note,
         "eval_limit": args.eval_limit, "wall_seconds": first,
         "units_computed": audit.computed, "units_reused_first_run": audit.reused,
         "rerun_wall_seconds": second, "rerun_units_computed": rerun.computed,
@@ -92,13 +103,22 @@ def main() -> int:
     results = ROOT / "results"
     name = f"audit_cifar{suffix}"
     if args.executor != "local":
-        data["benchmark"]["accuracy_vs_local"] = _compare(results / f"audit_cifar"
-                                                          f"{suffix.replace('_' + args.executor, '')}.json",
-                                                          data["cells"])
+        data["benchmark"]["accuracy_vs_local"] = _compare(results / local_name, data["cells"])
     (results / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
     shutil.copyfile(work / "audit.html", results / f"{name}.html")
     _screenshot(results / f"{name}.html", results / f"{name}.png")
     print(json.dumps(data["benchmark"], indent=1))
+    return 0
+
+
+def _compare_again(args) -> int:
+    suffix = f"_{args.executor}" + (f"_limit{args.eval_limit}" if args.eval_limit else "")
+    mine = ROOT / "results" / f"audit_cifar{suffix}.json"
+    data = json.loads(mine.read_text())
+    local = ROOT / "results" / f"audit_cifar{suffix.replace('_' + args.executor, '')}.json"
+    data["benchmark"]["accuracy_vs_local"] = _compare(local, data["cells"])
+    mine.write_text(json.dumps(data, indent=1) + "\n")
+    print(json.dumps(data["benchmark"]["accuracy_vs_local"], indent=1))
     return 0
 
 
@@ -112,7 +132,8 @@ def _compare(local_json: Path, cells: list[dict]) -> dict:
         return (c["model"], c["scheme"], c["target"], c.get("threads"), c.get("batch_size"))
 
     mine = {key(c): c for c in cells}
-    theirs = {key(c): c for c in local if c["model"] in {k[0] for k in mine}}
+    pairs = {(k[0], k[2]) for k in mine}  # the subset of models and targets this run covered
+    theirs = {key(c): c for c in local if (c["model"], c["target"]) in pairs}
     differing = [list(k) for k in mine if k not in theirs or any(
         mine[k].get(f) != theirs[k].get(f) for f in ACCURACY_FIELDS)]
     return {"compared": True, "cells": len(mine), "local_cells": len(theirs),

@@ -63,6 +63,10 @@ def audit_section(data: dict, title: str) -> list[str]:
                 " (full 10,000-image test split)") + f". Machine: {machine(env)}.", ""]
     for model, why in bench.get("models_skipped", {}).items():
         lines.append(f"- **{model} not run**: {why}.")
+    if bench.get("targets_run"):
+        lines.append(f"- Targets: {', '.join(bench['targets_run'])}.")
+    if bench.get("note"):
+        lines.append(f"- Note: {bench['note']}.")
     comp, reused = bench.get("units_computed", {}), bench.get("rerun_units_reused", {})
     lines += [f"- Wall time: {bench.get('wall_seconds', 0) / 60:.1f} min for "
               f"{sum(comp.values())} units ({comp.get('quantize')} quantize, "
@@ -262,9 +266,12 @@ def readme_block() -> str:
         ray = _load("audit_cifar_ray.json")
         if ray and ray["benchmark"].get("accuracy_vs_local", {}).get("compared"):
             cmp = ray["benchmark"]["accuracy_vs_local"]
-            lines += [f"- The same spec on a local Ray cluster: "
-                      + ("every cell's accuracy figures equal the local run's."
-                         if cmp["equal"] else f"{len(cmp['differing'])} cells differ."), ""]
+            rb = ray["benchmark"]
+            lines += [f"- On a local Ray cluster ({', '.join(rb['models_run'])}; targets "
+                      f"{', '.join(rb.get('targets_run') or [])}): "
+                      + (f"every one of its {cmp['cells']} cells has the local run's accuracy "
+                         "figures." if cmp["equal"] else
+                         f"{len(cmp['differing'])} of {cmp['cells']} cells differ."), ""]
     speed = int_reference_section()
     if speed:
         before = _load("int_reference_speed_before.json")

@@ -106,8 +106,10 @@ class RayExecutor:
     # 127.0.0.1 into that address; in its single-machine mode (the one it uses on macOS and
     # Windows) the node address is loopback and every server listens there (checked with ss
     # in tests/audit/test_ray.py).
+    # Ray also renices its workers to 15 (RAY_worker_niceness): a timed task would then yield
+    # to any other process, so a cluster started here keeps them at the driver's priority.
     LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
-                    "RAY_AUTH_MODE": "token"}
+                    "RAY_AUTH_MODE": "token", "RAY_worker_niceness": "0"}
 
     def __init__(self, workers: int, address: str | None = None,
                  cpus: int | None = None) -> None:
