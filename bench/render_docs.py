@@ -68,9 +68,11 @@ def audit_section(data: dict, title: str) -> list[str]:
     if bench.get("note"):
         lines.append(f"- Note: {bench['note']}.")
     comp, reused = bench.get("units_computed", {}), bench.get("rerun_units_reused", {})
+    first = bench.get("units_reused_first_run", {})
     lines += [f"- Wall time: {bench.get('wall_seconds', 0) / 60:.1f} min for "
-              f"{sum(comp.values())} units ({comp.get('quantize')} quantize, "
-              f"{comp.get('accuracy')} accuracy, {comp.get('latency')} latency); the resumed "
+              f"{sum(comp.values())} units computed ({comp.get('quantize')} quantize, "
+              f"{comp.get('accuracy')} accuracy, {comp.get('latency')} latency) and "
+              f"{sum(first.values())} reused from an earlier run of the same folder; the resumed "
               f"rerun took {bench.get('rerun_wall_seconds', 0):.1f} s and recomputed "
               f"{sum(bench.get('rerun_units_computed', {}).values())} units (reused "
               f"{sum(reused.values())}).", ""]
@@ -258,10 +260,12 @@ def readme_block() -> str:
     if audit:
         bench = audit.get("benchmark", {})
         lines += [f"Accuracy-vs-latency audit (`bench/audit_cifar.py`, full CIFAR-10 test split, "
-                  f"{machine(audit['fingerprints']['environment']).split(';')[0]}; "
-                  f"{bench.get('wall_seconds', 0) / 60:.0f} min, resumed rerun "
-                  f"{bench.get('rerun_wall_seconds', 0):.0f} s recomputing "
-                  f"{sum(bench.get('rerun_units_computed', {}).values())} units):", "",
+                  f"{machine(audit['fingerprints']['environment']).split(';')[0]}; this run "
+                  f"computed {sum(bench.get('units_computed', {}).values())} units in "
+                  f"{bench.get('wall_seconds', 0) / 60:.1f} min and reused "
+                  f"{sum(bench.get('units_reused_first_run', {}).values())} from an earlier run; "
+                  f"a rerun took {bench.get('rerun_wall_seconds', 0):.0f} s and recomputed "
+                  f"{sum(bench.get('rerun_units_computed', {}).values())}):", "",
                   *audit_summary(audit), ""]
         ray = _load("audit_cifar_ray.json")
         if ray and ray["benchmark"].get("accuracy_vs_local", {}).get("compared"):
