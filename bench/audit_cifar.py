@@ -43,6 +43,7 @@ def main() -> int:
     parser.add_argument("--eval-limit", type=int, help="smoke runs only: a subset of the split")
     parser.add_argument("--targets", help="comma-separated subset of the spec's targets")
     parser.add_argument("--note", help="a remark stored with the results (e.g. what else ran)")
+    parser.add_argument("--tag", default="", help="suffix of the result files (a partial run)")
     parser.add_argument("--compare-only", action="store_true",
                         help="only (re)compare an earlier --executor ray result with the local "
                              "run's JSON")
@@ -82,8 +83,9 @@ def main() -> int:
         spec = replace(spec, data=replace(spec.data, eval_limit=args.eval_limit))
     suffix = "" if args.executor == "local" else f"_{args.executor}"
     suffix += f"_limit{args.eval_limit}" if args.eval_limit else ""
+    suffix += f"_{args.tag}" if args.tag else ""
     local_name = f"audit_cifar{suffix.replace('_' + args.executor, '')}.json"
-    work = args.work / f"audit_cifar{suffix}"
+    work = args.work / f"audit_cifar{suffix.removesuffix('_' + args.tag) if args.tag else suffix}"
     t0 = time.perf_counter()
     audit = run_audit(spec, work, executor=args.executor, retry_failed=args.retry_failed)
     first = time.perf_counter() - t0

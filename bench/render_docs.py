@@ -234,11 +234,12 @@ def benchmarks_page() -> str:
              "number below comes from those files (each names its machine). Notes that "
              "interpret them: [results-notes.md](results-notes.md).", "",
              "## Accuracy-vs-latency audit (`bench/audit_cifar.py`)", ""]
-    for name, title in (("audit_cifar.json", "Local executor"),
-                        ("audit_cifar_ray.json", "Ray executor (local cluster)")):
-        data = _load(name)
-        if data:
-            lines += audit_section(data, title)
+    for path in sorted(RESULTS.glob("audit_cifar*.json")):
+        data = json.loads(path.read_text())
+        bench = data.get("benchmark", {})
+        title = (f"{'Ray executor (local cluster)' if bench.get('executor') == 'ray' else 'Local executor'}"
+                 f": {', '.join(bench.get('models_run', []))} (`{path.name}`)")
+        lines += audit_section(data, title)
     lines += ["## Integer reference", "", *int_reference_section(),
               "## PTQ methods and QAT", "",
               *ptq_qat_section("ptq_qat_resnet20.json", "ResNet-20"),
@@ -266,7 +267,15 @@ def readme_block() -> str:
                   f"{sum(bench.get('units_reused_first_run', {}).values())} from an earlier run; "
                   f"a rerun took {bench.get('rerun_wall_seconds', 0):.0f} s and recomputed "
                   f"{sum(bench.get('rerun_units_computed', {}).values())}):", "",
-                  *audit_summary(audit), ""]
+                  *audit_summary(audit)]
+        for path in sorted(RESULTS.glob("audit_cifar_*.json")):
+            extra = json.loads(path.read_text())
+            if extra.get("benchmark", {}).get("executor") == "local":
+                eb = extra["benchmark"]
+                lines += [line.removesuffix(".") + f" (`{path.name}`: targets "
+                                                   f"{', '.join(eb['targets_run'])})."
+                          for line in audit_summary(extra)]
+        lines.append("")
         ray = _load("audit_cifar_ray.json")
         if ray and ray["benchmark"].get("accuracy_vs_local", {}).get("compared"):
             cmp = ray["benchmark"]["accuracy_vs_local"]
