@@ -107,8 +107,28 @@ def model_fingerprint(model: ModelSource) -> dict:
     return out
 
 
+CODE_PACKAGES = ("convdeploy", "convdeploy.quant", "convdeploy.exporters", "convdeploy.targets",
+                 "convdeploy.models")
+
+
+def code_fingerprint() -> str:
+    """A digest of convdeploy's own source: a fixed kernel or target must not reuse the cells
+    its earlier code computed (a version number alone would not change between commits)."""
+    import importlib.util
+
+    h = hashlib.sha256()
+    for package in CODE_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            for f in sorted(Path(folder).rglob("*.py")):
+                h.update(f.relative_to(folder).as_posix().encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()[:20]
+
+
 def environment_fingerprint() -> dict:
-    """Library versions and the CPU: results measured elsewhere are not reused here."""
+    """Library versions, the CPU and convdeploy's code: results measured elsewhere, or by other
+    code, are not reused here."""
     import importlib.metadata as md
 
     from convdeploy.report import environment
@@ -120,4 +140,5 @@ def environment_fingerprint() -> dict:
         except md.PackageNotFoundError:
             versions[pkg] = None
     env = environment(1)
-    return {"cpu": env["cpu"], "python": platform.python_version(), "versions": versions}
+    return {"cpu": env["cpu"], "python": platform.python_version(), "versions": versions,
+            "code": code_fingerprint()}

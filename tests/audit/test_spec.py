@@ -108,3 +108,23 @@ def test_export_config_file_takes_the_same_fields_and_flags_win(tmp_path):
     bad = _write(tmp_path, "model: digits-convnet\nschem: w8a8\n", "bad.yaml")
     with pytest.raises(SpecError, match="unknown key 'schem'"):
         parse_export_file(bad)
+
+
+def test_cells_are_keyed_by_the_code_that_computed_them(tmp_path, monkeypatch):
+    """A fix to a kernel or target changes the code fingerprint, so no stale cell is reused."""
+    import sys
+
+    from convdeploy.audit import store
+
+    pkg = tmp_path / "fakepkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "kernel.py").write_text("ROUND = 'half away from zero'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(store, "CODE_PACKAGES", ("fakepkg",))
+    sys.modules.pop("fakepkg", None)
+    before = store.code_fingerprint()
+    assert store.code_fingerprint() == before
+    (pkg / "kernel.py").write_text("ROUND = 'half to even'\n")
+    assert store.code_fingerprint() != before
+    assert "code" in store.environment_fingerprint()
