@@ -67,18 +67,12 @@ def audit_section(data: dict, title: str) -> list[str]:
         lines.append(f"- Targets: {', '.join(bench['targets_run'])}.")
     if bench.get("note"):
         lines.append(f"- Note: {bench['note']}.")
-    comp, reused = bench.get("units_computed", {}), bench.get("rerun_units_reused", {})
-    first = bench.get("units_reused_first_run", {})
-    lines += [f"- Wall time: {bench.get('wall_seconds', 0) / 60:.1f} min for "
-              f"{sum(comp.values())} units computed ({comp.get('quantize')} quantize, "
-              f"{comp.get('accuracy')} accuracy, {comp.get('latency')} latency) and "
-              f"{sum(first.values())} reused from an earlier run of the same folder; the resumed "
-              f"rerun took {bench.get('rerun_wall_seconds', 0):.1f} s and recomputed "
-              f"{sum(bench.get('rerun_units_computed', {}).values())} units (reused "
-              f"{sum(reused.values())}).", ""]
+    comp = bench.get("units_computed", {})
+    lines += [f"- This run {_reuse_text(bench)}; units computed: {comp.get('quantize')} "
+              f"quantize, {comp.get('accuracy')} accuracy, {comp.get('latency')} latency.", ""]
     if "accuracy_vs_local" in bench:
         cmp = bench["accuracy_vs_local"]
-        lines += [f"- Against the local executor's run: "
+        lines += ["- Against the local executor's run: "
                   + ("every cell's accuracy figures are equal "
                      f"({cmp['cells']} cells)." if cmp.get("equal") else
                      f"{len(cmp.get('differing', []))} cells differ: {cmp.get('differing')}"
@@ -134,6 +128,15 @@ def _not_run(cells: list[dict], model: str) -> list[str]:
             lines.append(f"- {c['scheme']} on {c['target']}: {c.get('status')}: "
                          f"{(c.get('reason') or '').strip()[:200]}")
     return lines + [""] if lines else []
+
+
+def _reuse_text(bench: dict) -> str:
+    """What a run computed and reused, and what its immediate rerun recomputed."""
+    return (f"computed {sum(bench.get('units_computed', {}).values())} units in "
+            f"{bench.get('wall_seconds', 0) / 60:.1f} min and reused "
+            f"{sum(bench.get('units_reused_first_run', {}).values())} from an earlier run of the "
+            f"same folder; a rerun took {bench.get('rerun_wall_seconds', 0):.1f} s and "
+            f"recomputed {sum(bench.get('rerun_units_computed', {}).values())}")
 
 
 def audit_summary(data: dict) -> list[str]:
@@ -262,11 +265,7 @@ def readme_block() -> str:
         bench = audit.get("benchmark", {})
         lines += [f"Accuracy-vs-latency audit (`bench/audit_cifar.py`, full CIFAR-10 test split, "
                   f"{machine(audit['fingerprints']['environment']).split(';')[0]}; this run "
-                  f"computed {sum(bench.get('units_computed', {}).values())} units in "
-                  f"{bench.get('wall_seconds', 0) / 60:.1f} min and reused "
-                  f"{sum(bench.get('units_reused_first_run', {}).values())} from an earlier run; "
-                  f"a rerun took {bench.get('rerun_wall_seconds', 0):.0f} s and recomputed "
-                  f"{sum(bench.get('rerun_units_computed', {}).values())}):", "",
+                  f"{_reuse_text(bench)}):", "",
                   *audit_summary(audit)]
         for path in sorted(RESULTS.glob("audit_cifar_*.json")):
             extra = json.loads(path.read_text())

@@ -28,12 +28,15 @@ from .files import staged_directory
 from .report import Report, environment
 
 
-def check_data_paths(data: DataConfig) -> None:
-    """Every data path the user named exists (named with its flag), before any work."""
-    for flag, path in (("--calib", data.calib), ("--eval", data.eval), ("--train", data.train)):
+def check_data_paths(data: DataConfig, *, named: str = "--{} path",
+                     error=ConvdeployError) -> None:
+    """Every data path the user named exists, before any work; the message names it as the
+    user wrote it (``named``: the CLI's flags by default, ``data.{}: path`` for a spec)."""
+    for role in ("calib", "eval", "train"):
+        path = getattr(data, role)
         if path and not Path(path).expanduser().exists():
-            raise ConvdeployError(f"{flag} path {path} does not exist",
-                                  fix=f"give {flag} an existing ImageFolder directory or .npz")
+            raise error(f"{named.format(role)} {path} does not exist",
+                        fix="give an existing ImageFolder directory or .npz")
 
 
 def resolve_preprocess(data: DataConfig, loaded: LoadedModel) -> Preprocess:

@@ -164,14 +164,10 @@ def load_spec(path: str | Path) -> AuditSpec:
 def validate(spec: AuditSpec) -> list[tuple[SchemeEntry, str, str]]:
     """Refuse, before any work, what cannot run at all; return the (scheme, target, reason)
     pairs a target cannot run, which ``skip_unsupported`` records instead of refusing."""
+    from convdeploy.pipeline import check_data_paths
     from convdeploy.targets import registry
 
-    for role in ("calib", "eval", "train"):
-        path = getattr(spec.data, role)
-        if path and not Path(path).expanduser().exists():
-            raise SpecError(f"data.{role}: path {path} does not exist",
-                            fix="give an existing ImageFolder directory or .npz (relative to "
-                                "the spec file)")
+    check_data_paths(spec.data, named="data.{}: path", error=SpecError)
     for i, model in enumerate(spec.models):
         if model.ref.endswith(".pt2") and not Path(model.ref).is_file():
             raise SpecError(f"models[{i}].name: file {model.ref} does not exist",

@@ -19,6 +19,7 @@ import json
 import os
 import socket
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -200,32 +201,45 @@ def _eval_set(unit: QuantizeUnit, quantized: dict):
     return eval_set, pre
 
 
+@contextmanager
+def _compiled(unit, target, art, artifacts_dir: str, threads: int):
+    """The target's runnable of ``art`` with ``threads``; its scratch folder removed after."""
+    from convdeploy.targets.base import RuntimeOptions
+
+    workdir = Path(artifacts_dir) / unit.source.key / f"work-{unit.target}-{os.getpid()}"
+    try:
+        yield target.compile(art, workdir, options=RuntimeOptions(threads))
+    finally:
+        _remove(workdir)
+
+
+def _target_and_artifact(unit, quantized: dict, artifacts_dir: str):
+    from convdeploy.targets import registry
+
+    target = registry.get(unit.target)
+    return target, artifact_for(quantized, target.formats, artifacts_dir, unit.source.key,
+                                unit.source.scheme.scheme)
+
+
 def run_accuracy(unit: AccuracyUnit, quantized: dict, artifacts_dir: str,
                  threads: int = 1) -> dict:
     """Logits of the evaluation set on one target (its check first: a refusal is the result)."""
     from convdeploy import check
-    from convdeploy.targets import registry
-    from convdeploy.targets.base import RuntimeOptions
 
     set_threads(threads)
-    target = registry.get(unit.target)
-    source = unit.source
-    art = artifact_for(quantized, target.formats, artifacts_dir, source.key,
-                       source.scheme.scheme)
+    target, art = _target_and_artifact(unit, quantized, artifacts_dir)
     if art is None:
         reason = quantized.get("tflite_error") or f"no artifact in a format {unit.target} runs"
         return {"status": "failed", "reason": reason}
     reasons = target.check(art)
     if reasons:
         return {"status": "failed", "reason": "; ".join(reasons)}
-    eval_set, pre = _eval_set(source, quantized)
+    eval_set, pre = _eval_set(unit.source, quantized)
     t0 = time.perf_counter()
-    workdir = Path(artifacts_dir) / source.key / f"work-{unit.target}-{os.getpid()}"
-    runnable = target.compile(art, workdir, options=RuntimeOptions(threads))
-    logits = check.run_dataset(runnable, eval_set, pre, batch_size=unit.eval_batch_size,
-                               input_name=art.input_name, output_name=art.output_name,
-                               progress=False)
-    _remove(workdir)
+    with _compiled(unit, target, art, artifacts_dir, threads) as runnable:
+        logits = check.run_dataset(runnable, eval_set, pre, batch_size=unit.eval_batch_size,
+                                   input_name=art.input_name, output_name=art.output_name,
+                                   progress=False)
     return {"status": "ok", "artifact": art.path.name, "model_size_bytes": art.size_bytes,
             "output_scale": art.output_scale, "runtime": _jsonable(runnable.details),
             "eval_seconds": time.perf_counter() - t0, "arrays": {"logits": logits}}
@@ -234,23 +248,16 @@ def run_accuracy(unit: AccuracyUnit, quantized: dict, artifacts_dir: str,
 def run_latency(unit: LatencyUnit, quantized: dict, artifacts_dir: str) -> dict:
     """Median/p90 latency of one cell: compile with the cell's threads, warm up, time."""
     from convdeploy import latency
-    from convdeploy.targets import registry
-    from convdeploy.targets.base import RuntimeOptions
 
     set_threads(unit.threads)
-    target = registry.get(unit.target)
-    source = unit.source
-    art = artifact_for(quantized, target.formats, artifacts_dir, source.key,
-                       source.scheme.scheme)
-    eval_set, pre = _eval_set(source, quantized)
-    workdir = Path(artifacts_dir) / source.key / f"work-{unit.target}-{os.getpid()}"
-    runnable = target.compile(art, workdir, options=RuntimeOptions(unit.threads))
+    target, art = _target_and_artifact(unit, quantized, artifacts_dir)
+    eval_set, pre = _eval_set(unit.source, quantized)
     sample = eval_set.normalized(pre, 0, unit.batch_size)
     x = np.ascontiguousarray(np.resize(sample, (unit.batch_size, *sample.shape[1:])),
                              dtype=np.float32)
-    timing = latency.time_runs(runnable, {art.input_name: x}, warmup=unit.warmup,
-                               repeats=unit.repeats)
-    _remove(workdir)
+    with _compiled(unit, target, art, artifacts_dir, unit.threads) as runnable:
+        timing = latency.time_runs(runnable, {art.input_name: x}, warmup=unit.warmup,
+                                   repeats=unit.repeats)
     return {"status": "ok", "latency_ms": timing,
             "per_image_ms": timing["median"] / unit.batch_size,
             "node": socket.gethostname(), "pid": os.getpid(),
