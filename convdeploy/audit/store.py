@@ -113,16 +113,22 @@ CODE_PACKAGES = ("convdeploy", "convdeploy.quant", "convdeploy.exporters", "conv
 
 def code_fingerprint() -> str:
     """A digest of convdeploy's own source: a fixed kernel or target must not reuse the cells
-    its earlier code computed (a version number alone would not change between commits)."""
+    its earlier code computed (a version number alone would not change between commits).
+    Files are named by module, so an editable checkout and an installed wheel of the same
+    commit agree (installed, the subpackages also sit inside convdeploy's folder)."""
     import importlib.util
 
-    h = hashlib.sha256()
+    modules = {}
     for package in CODE_PACKAGES:
         spec = importlib.util.find_spec(package)
         for folder in (spec.submodule_search_locations or []) if spec else []:
-            for f in sorted(Path(folder).rglob("*.py")):
-                h.update(f.relative_to(folder).as_posix().encode())
-                h.update(f.read_bytes())
+            for f in Path(folder).rglob("*.py"):
+                parts = f.relative_to(folder).with_suffix("").parts
+                modules[".".join((package, *parts))] = f
+    h = hashlib.sha256()
+    for name in sorted(modules):
+        h.update(name.encode())
+        h.update(modules[name].read_bytes())
     return h.hexdigest()[:20]
 
 

@@ -128,3 +128,33 @@ def test_cells_are_keyed_by_the_code_that_computed_them(tmp_path, monkeypatch):
     (pkg / "kernel.py").write_text("ROUND = 'half to even'\n")
     assert store.code_fingerprint() != before
     assert "code" in store.environment_fingerprint()
+
+
+def test_code_fingerprint_is_the_same_for_a_checkout_and_an_installed_wheel(tmp_path,
+                                                                            monkeypatch):
+    """Editable, a subpackage lives in its own folder (setup.cfg's package_dir); installed, it
+    sits inside the parent's folder: the same source must give the same digest."""
+    import sys
+
+    from convdeploy.audit import store
+
+    init = ("from pathlib import Path\n"
+            "__path__.append(str(Path(__file__).parent.parent / 'split'))\n")
+    digests = []
+    for layout, sub in (("checkout", "split/sub"), ("wheel", "fakepkg/sub")):
+        root = tmp_path / layout
+        (root / "fakepkg").mkdir(parents=True)
+        (root / sub).mkdir(parents=True)
+        (root / "fakepkg" / "__init__.py").write_text(init)
+        (root / "fakepkg" / "kernel.py").write_text("ROUND = 'half away from zero'\n")
+        (root / sub / "__init__.py").write_text("")
+        (root / sub / "conv.py").write_text("ACC = 'int32'\n")
+        monkeypatch.syspath_prepend(str(root))
+        monkeypatch.setattr(store, "CODE_PACKAGES", ("fakepkg", "fakepkg.sub"))
+        for name in ("fakepkg", "fakepkg.sub"):
+            sys.modules.pop(name, None)
+        digests.append(store.code_fingerprint())
+        monkeypatch.undo()
+    for name in ("fakepkg", "fakepkg.sub"):
+        sys.modules.pop(name, None)
+    assert digests[0] == digests[1]
