@@ -45,6 +45,7 @@ class OpKind(str, Enum):
     STRIDED_SLICE = "STRIDED_SLICE"
     PAD = "PAD"
     RESHAPE = "RESHAPE"
+    TRANSPOSE = "TRANSPOSE"
 
 
 _QTYPES = {TensorProto.INT8: (8, True), TensorProto.UINT8: (8, False),
@@ -113,6 +114,7 @@ class _Lowerer:
                 self.consumers[name].append(node)
         self.input = self.graph.input[0].name
         self.output = self.graph.output[0].name
+        self.shapes = _value_shapes(model)
         self.quant: dict[str, QParams] = {}
         self.alias: dict[str, str] = {}  # DQ(activation) output -> its integer tensor
         self.weights: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # DQ(const) output
@@ -188,6 +190,7 @@ class _Lowerer:
             if len(q) != 1 or len(users) != 1:
                 raise LoweringError(f"{node.name} ({node.op_type}): its output is not quantized "
                                     "once (a float layer inside a quantized model)")
+            self.quant[q[0].output[0]] = self.qparams(q[0])  # known before the Q node is met
             return q[0].output[0], act
         return value, act
 
@@ -205,7 +208,8 @@ class _Lowerer:
         if handler is None:
             raise LoweringError(f"{node.name}: op {node.op_type} has no integer kernel here "
                                 "(supported: Conv, Gemm, Add, ReduceMean, GlobalAveragePool, "
-                                "MaxPool, Slice, Pad, Reshape, Flatten, Relu/Clip after them)")
+                                "MaxPool, Slice, Pad, Reshape, Flatten, Squeeze, Unsqueeze, Transpose, "
+                                "Relu/Clip after them)")
         handler(node)
 
     def _op_Conv(self, node: onnx.NodeProto) -> None:
@@ -214,13 +218,10 @@ class _Lowerer:
         bias = self._value(node.input[2])[0] if len(node.input) > 2 and node.input[2] else None
         group = a.get("group", 1)
         out_ch, in_per_group = weight.shape[:2]
-        if group == 1:
-            kind = OpKind.CONV
-        elif in_per_group == 1 and out_ch == group:
-            kind = OpKind.DEPTHWISE_CONV
-        else:
-            raise LoweringError(f"{node.name}: grouped convolution (groups={group}) is neither "
-                                "dense nor depthwise")
+        # depthwise when each channel has its own filter; any other grouping stays a CONV_2D
+        # whose filters read C/groups channels (TFLite's grouped CONV_2D)
+        kind = OpKind.DEPTHWISE_CONV if group > 1 and in_per_group == 1 and out_ch == group \
+            else OpKind.CONV
         if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
             raise LoweringError(f"{node.name}: auto_pad is not lowered; export explicit pads")
         out, act = self._output(node, True)
@@ -228,7 +229,8 @@ class _Lowerer:
         self.ops.append(Op(kind, (self.resolve(node.input[0]),), out, node.name, act, weight,
                            scale, bias, {"strides": tuple(a.get("strides", (1,) * k)),
                                          "pads": tuple(a.get("pads", (0,) * 2 * k)),
-                                         "dilations": tuple(a.get("dilations", (1,) * k))}))
+                                         "dilations": tuple(a.get("dilations", (1,) * k)),
+                                         "groups": group}))
 
     def _op_Gemm(self, node: onnx.NodeProto) -> None:
         a = _attrs(node)
@@ -251,19 +253,26 @@ class _Lowerer:
         self.ops.append(Op(OpKind.ADD, tuple(self.resolve(i) for i in node.input), out,
                            node.name, act))
 
-    def _mean(self, node: onnx.NodeProto, axes) -> None:
+    def _mean(self, node: onnx.NodeProto, axes, keepdims: bool = True) -> None:
         if sorted(int(x) % 4 for x in axes) != [2, 3]:
             raise LoweringError(f"{node.name}: a mean over axes {list(axes)} (only the spatial "
                                 "mean, axes 2 and 3, is lowered)")
         out, _ = self._output(node, False)
-        self.ops.append(Op(OpKind.MEAN, (self.resolve(node.input[0]),), out, node.name))
+        src = self.resolve(node.input[0])
+        if keepdims:
+            self.ops.append(Op(OpKind.MEAN, (src,), out, node.name))
+            return
+        kept = f"{out}.keepdims"  # MEAN keeps (N, C, 1, 1); a RESHAPE drops the two axes
+        if out in self.quant:
+            self.quant[kept] = self.quant[out]
+        self.ops.append(Op(OpKind.MEAN, (src,), kept, node.name))
+        self.ops.append(Op(OpKind.RESHAPE, (kept,), out, f"{node.name}.squeeze",
+                           attrs={"sample_shape": self._sample_shape(node)}))
 
     def _op_ReduceMean(self, node: onnx.NodeProto) -> None:
         a = _attrs(node)
-        if not a.get("keepdims", 1):
-            raise LoweringError(f"{node.name}: ReduceMean without keepdims is not lowered")
         axes = self.consts[node.input[1]] if len(node.input) > 1 else a.get("axes", ())
-        self._mean(node, np.asarray(axes).reshape(-1).tolist())
+        self._mean(node, np.asarray(axes).reshape(-1).tolist(), bool(a.get("keepdims", 1)))
 
     def _op_GlobalAveragePool(self, node: onnx.NodeProto) -> None:
         self._mean(node, [2, 3])
@@ -296,21 +305,44 @@ class _Lowerer:
         self.ops.append(Op(OpKind.PAD, (self.resolve(node.input[0]),), out, node.name,
                            attrs={"pads": pads}))
 
-    def _op_Reshape(self, node: onnx.NodeProto) -> None:
-        shape = np.asarray(self.consts[node.input[1]]).reshape(-1).tolist()
-        if not shape or shape[0] not in (-1, 0) or 0 in shape[1:]:
-            raise LoweringError(f"{node.name}: a reshape to {shape} (only reshapes that keep the "
-                                "batch dimension first are lowered)")
-        out, _ = self._output(node, False)
-        self.ops.append(Op(OpKind.RESHAPE, (self.resolve(node.input[0]),), out, node.name,
-                           attrs={"sample_shape": tuple(shape[1:])}))
+    def _sample_shape(self, node: onnx.NodeProto) -> tuple[int, ...]:
+        """The per-sample shape a shape-only op produces (ONNX shape inference), which must
+        keep the batch as its first, free dimension: integer kernels run any batch size."""
+        shape = self.shapes.get(node.output[0])
+        if shape is None or not shape or not isinstance(shape[0], str) or \
+                any(not isinstance(d, int) for d in shape[1:]):
+            raise LoweringError(f"{node.name} ({node.op_type}): output shape {shape} does not "
+                                "keep a free batch dimension first and fixed sizes after it "
+                                "(only reshapes of the per-sample dimensions are lowered)")
+        return tuple(shape[1:])
 
-    def _op_Flatten(self, node: onnx.NodeProto) -> None:
-        if _attrs(node).get("axis", 1) != 1:
-            raise LoweringError(f"{node.name}: Flatten with axis != 1 is not lowered")
+    def _reshape(self, node: onnx.NodeProto) -> None:
+        sample = self._sample_shape(node)
         out, _ = self._output(node, False)
         self.ops.append(Op(OpKind.RESHAPE, (self.resolve(node.input[0]),), out, node.name,
-                           attrs={"sample_shape": (-1,)}))
+                           attrs={"sample_shape": sample}))
+
+    _op_Reshape = _op_Flatten = _op_Squeeze = _op_Unsqueeze = _reshape
+
+    def _op_Transpose(self, node: onnx.NodeProto) -> None:
+        perm = [int(p) for p in _attrs(node)["perm"]]
+        if perm[0] != 0:
+            raise LoweringError(f"{node.name}: a transpose {perm} that moves the batch "
+                                "dimension (only per-sample permutations are lowered)")
+        out, _ = self._output(node, False)
+        self.ops.append(Op(OpKind.TRANSPOSE, (self.resolve(node.input[0]),), out, node.name,
+                           attrs={"perm": tuple(perm)}))
+
+
+def _value_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str, ...]]:
+    """Every value's shape by ONNX shape inference: ints, and names for symbolic dimensions."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {}
+    for vi in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+        if vi.type.tensor_type.HasField("shape"):
+            shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else
+                                    (d.dim_param or "?") for d in vi.type.tensor_type.shape.dim)
+    return shapes
 
 
 def lower(model: onnx.ModelProto) -> OpGraph:
@@ -356,7 +388,9 @@ def infer_shapes(graph: OpGraph, batch: int = 1) -> dict[str, tuple[int, ...]]:
             out = tuple(d + a + b for d, a, b in zip(x, op.attrs["pads"][:half],
                                                      op.attrs["pads"][half:]))
         elif op.kind is OpKind.RESHAPE:
-            out = np.empty(x, dtype=np.int8).reshape((x[0], *op.attrs["sample_shape"])).shape
+            out = (x[0], *op.attrs["sample_shape"])
+        elif op.kind is OpKind.TRANSPOSE:
+            out = tuple(x[p] for p in op.attrs["perm"])
         else:
             out = x
         shapes[op.output] = tuple(int(d) for d in out)

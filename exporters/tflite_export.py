@@ -44,6 +44,24 @@ def _nhwc(shape: tuple[int, ...]) -> list[int]:
     return [shape[i] for i in NHWC] if len(shape) == 4 else list(shape)
 
 
+def _layout(rank: int) -> tuple[int, ...]:
+    """Where TFLite keeps a tensor's ONNX axes: NHWC for 4-D activations, as is otherwise."""
+    return NHWC if rank == 4 else tuple(range(rank))
+
+
+def _inverse(perm: tuple[int, ...]) -> list[int]:
+    out = [0] * len(perm)
+    for i, p in enumerate(perm):
+        out[p] = i
+    return out
+
+
+def _layout_free(shape: tuple[int, ...]) -> bool:
+    """NHWC and NCHW hold the elements in the same memory order (not 4-D, one channel, or
+    one pixel), so a RESHAPE needs no TRANSPOSE around it."""
+    return len(shape) != 4 or shape[1] == 1 or shape[2] * shape[3] == 1
+
+
 def _same_padding(size: int, kernel: int, stride: int, dilation: int, pad_lo: int,
                   pad_hi: int) -> bool:
     """Does TFLite's SAME padding compute what the explicit ONNX pads compute?"""
@@ -250,21 +268,49 @@ class _Writer:
             self.operator("PAD", [src, self.const_int32(f"{op.name}.paddings", pairs)], [dst],
                           "PadOptions", s.PadOptionsT())
         elif op.kind is OpKind.RESHAPE:
-            if len(shape) == 4 and shape[2] * shape[3] > 1:  # flatten in NCHW order
-                name = f"{op.inputs[0]}.nchw"
-                if op.inputs[0] in self.graph.quant:
-                    self.derived[name] = self.graph.quant[op.inputs[0]]
-                nchw = self.activation(name, shape, nhwc=False)
-                self.operator("TRANSPOSE", [src, self.const_int32(f"{name}.perm", (0, 3, 1, 2))],
-                              [nchw], "TransposeOptions", s.TransposeOptionsT())
-                src = nchw
-            target = [-1, *self.shapes[op.output][1:]]
-            opts = s.ReshapeOptionsT()
-            opts.newShape = target
-            self.operator("RESHAPE", [src, self.const_int32(f"{op.name}.shape", target)], [dst],
-                          "ReshapeOptions", opts)
+            self.reshape(op, src, dst)
+        elif op.kind is OpKind.TRANSPOSE:
+            # one TRANSPOSE in TFLite's layouts: output axis i holds ONNX axis perm[L_out[i]],
+            # which the input stores at position L_in^-1 of it (L: NHWC for 4-D tensors)
+            back = _inverse(_layout(len(shape)))
+            out_layout = _layout(len(op.attrs["perm"]))
+            perm = [back[op.attrs["perm"][i]] for i in out_layout]
+            self.operator("TRANSPOSE", [src, self.const_int32(f"{op.name}.perm", perm)], [dst],
+                          "TransposeOptions", s.TransposeOptionsT())
         else:  # pragma: no cover
             raise LoweringError(f"{op.name}: no TFLite form for {op.kind.value}")
+
+    def _relayout(self, name: str, src: int, shape: tuple[int, ...], perm: tuple[int, ...],
+                  out_name: str, nhwc: bool) -> int:
+        """A TRANSPOSE of ``src`` into a new tensor (same quantization as ``name``)."""
+        if name in self.graph.quant:
+            self.derived[out_name] = self.graph.quant[name]
+        out = self.activation(out_name, shape, nhwc=nhwc)
+        self.operator("TRANSPOSE", [src, self.const_int32(f"{out_name}.perm", perm)], [out],
+                      "TransposeOptions", self.s.TransposeOptionsT())
+        return out
+
+    def reshape(self, op: Op, src: int, dst: int) -> None:
+        """RESHAPE reorders elements in ONNX's (NCHW) order: a 4-D tensor whose NHWC memory
+        order differs is transposed to NCHW before and back to NHWC after."""
+        shape, out_shape = self.shapes[op.inputs[0]], self.shapes[op.output]
+        if not _layout_free(shape):
+            src = self._relayout(op.inputs[0], src, shape, (0, 3, 1, 2),
+                                 f"{op.inputs[0]}.nchw.{op.name}", nhwc=False)
+        mid = dst
+        if not _layout_free(out_shape):
+            if op.output in self.graph.quant:
+                self.derived[f"{op.output}.nchw"] = self.graph.quant[op.output]
+            mid = self.activation(f"{op.output}.nchw", out_shape, nhwc=False)
+        target = [-1, *self.tensors[mid].shape[1:]]
+        opts = self.s.ReshapeOptionsT()
+        opts.newShape = target
+        self.operator("RESHAPE", [src, self.const_int32(f"{op.name}.shape", target)], [mid],
+                      "ReshapeOptions", opts)
+        if mid != dst:
+            self.operator("TRANSPOSE", [mid, self.const_int32(f"{op.name}.to_nhwc",
+                                                               (0, 2, 3, 1))], [dst],
+                          "TransposeOptions", self.s.TransposeOptionsT())
 
     def build(self) -> bytes:
         import flatbuffers

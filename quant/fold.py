@@ -1,4 +1,10 @@
-"""BatchNorm folding into the preceding convolution (whitepaper section 3.2), on the aten graph."""
+"""BatchNorm folding (whitepaper section 3.2), on the aten graph.
+
+A BatchNorm after a convolution folds into it. One with no convolution before it (after a ReLU,
+after an Add: common in real models) is a per-channel affine ``a * x + c``: it folds into the
+convolution after it when that one reads nothing else and pads nothing (padding would turn the
+border's ``c`` into 0), and otherwise becomes a 1x1 depthwise convolution, an integer kernel
+every integer target has."""
 from __future__ import annotations
 
 import torch
@@ -79,10 +85,94 @@ def fold_batchnorm(gm: GraphModule) -> list[str]:
         conv.args = tuple(args)
         _bn_output_users(bn).replace_all_uses_with(conv)
         folded.append(bn.name)
+    graph.eliminate_dead_code()  # the folded BNs go; those left have no conv before them
+    for bn in list(graph.nodes):
+        if bn.op == "call_function" and bn.target in BN_OPS and _bn_parts(bn) is not None:
+            name = _fold_affine(gm, bn)
+            if name is not None:
+                folded.append(name)
     graph.eliminate_dead_code()
     _drop_unused_attributes(gm)
     gm.recompile()
     return folded
+
+
+def _affine(gm: GraphModule, bn: Node) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(a, c, attribute prefix) of an eval BN as ``a * x + c`` per channel, in float64."""
+    x, gamma, beta, mean, var, eps = _bn_parts(bn)
+    ref = next(n for n in (gamma, beta, mean, var) if n is not None)
+    channels = get_attr_tensor(gm, ref.target).numel()
+
+    def value(n: Node | None, default: float) -> torch.Tensor:
+        if n is None:
+            return torch.full((channels,), default, dtype=torch.float64)
+        return get_attr_tensor(gm, n.target).detach().double()
+
+    a = value(gamma, 1.0) / torch.sqrt(value(var, 1.0) + float(eps))
+    return a, value(beta, 0.0) - value(mean, 0.0) * a, ref.target.rpartition(".")[0]
+
+
+def _fold_affine(gm: GraphModule, bn: Node) -> str | None:
+    """Fold a BN with no convolution before it (see the module doc); returns its name, or
+    None for a BN on a tensor that is not 4-D (left as it is)."""
+    x = bn.args[0]
+    if x.meta["val"].dim() != 4:
+        return None
+    a, c, prefix = _affine(gm, bn)
+    out = _bn_output_users(bn)
+    users = list(out.users)
+    if len(users) == 1 and _folds_forward(users[0], out):
+        _fold_into_conv(gm, users[0], a, c, f"{prefix}.folded_bias")
+        users[0].args = (x, *users[0].args[1:])
+        return bn.name
+    dtype = x.meta["val"].dtype
+    set_attr_tensor(gm, f"{prefix}.affine_weight", a.reshape(-1, 1, 1, 1).to(dtype))
+    set_attr_tensor(gm, f"{prefix}.affine_bias", c.to(dtype))
+    with gm.graph.inserting_before(bn):
+        w = gm.graph.get_attr(f"{prefix}.affine_weight")
+        b = gm.graph.get_attr(f"{prefix}.affine_bias")
+        dw = gm.graph.call_function(aten.conv2d.default,
+                                    (x, w, b, [1, 1], [0, 0], [1, 1], a.numel()))
+    dw.meta = dict(out.meta)
+    dw.meta["nn_module_stack"] = bn.meta.get("nn_module_stack", {})
+    out.replace_all_uses_with(dw)
+    return bn.name
+
+
+def _folds_forward(conv: Node, value: Node) -> bool:
+    """A 2-D convolution that reads ``value`` alone, owns its weights and pads nothing."""
+    if conv.op != "call_function" or conv.target is not aten.conv2d.default or \
+            conv.args[0] is not value or conv.args[1].op != "get_attr" or \
+            len(conv.args[1].users) != 1:
+        return False
+    bias = conv.args[2] if len(conv.args) > 2 else None
+    if bias is not None and (bias.op != "get_attr" or len(bias.users) != 1):
+        return False
+    padding = conv.args[4] if len(conv.args) > 4 else [0, 0]
+    return all(int(p) == 0 for p in padding)
+
+
+def _fold_into_conv(gm: GraphModule, conv: Node, a: torch.Tensor, c: torch.Tensor,
+                    bias_target: str) -> None:
+    """conv(a * x + c) = conv'(x): ``w'[o, j] = w[o, j] * a[in(o, j)]`` and
+    ``b'[o] = b[o] + sum_j,k w[o, j, k] * c[in(o, j)]`` (grouped: in(o, j) is in o's group)."""
+    w_node = conv.args[1]
+    weight = get_attr_tensor(gm, w_node.target).detach().double()
+    dtype = get_attr_tensor(gm, w_node.target).dtype
+    groups = int(conv.args[6]) if len(conv.args) > 6 else 1
+    per_out = weight.shape[0] // groups
+    scale = a.reshape(groups, -1).repeat_interleave(per_out, 0)[:, :, None, None]
+    shift = c.reshape(groups, -1).repeat_interleave(per_out, 0)[:, :, None, None]
+    args = list(conv.args) + [None] * (3 - len(conv.args))
+    bias = torch.zeros(weight.shape[0], dtype=torch.float64) if args[2] is None else \
+        get_attr_tensor(gm, args[2].target).detach().double()
+    set_attr_tensor(gm, w_node.target, (weight * scale).to(dtype))
+    if args[2] is None:
+        set_attr_tensor(gm, bias_target, torch.zeros(weight.shape[0], dtype=dtype))
+        with gm.graph.inserting_before(conv):
+            args[2] = gm.graph.get_attr(bias_target)
+    set_attr_tensor(gm, args[2].target, (bias + (weight * shift).sum((1, 2, 3))).to(dtype))
+    conv.args = tuple(args)
 
 
 def _drop_unused_attributes(gm: GraphModule) -> None:

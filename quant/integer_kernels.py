@@ -52,8 +52,8 @@ def requantize(acc: np.ndarray, in_scale: float, w_scale: np.ndarray, out_scale:
 
 
 def conv2d(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray | None, *, strides,
-           pads, dilations, depthwise: bool) -> np.ndarray:
-    """int32 accumulators of a dense or depthwise convolution (padding is real zero).
+           pads, dilations, depthwise: bool, groups: int = 1) -> np.ndarray:
+    """int32 accumulators of a dense, grouped or depthwise convolution (padding is real zero).
 
     The sums run in torch's float convolution, which is exact here: every product of two codes
     and every partial sum is an integer whose magnitude is at most ``max|x| * max_c sum|w_c|``,
@@ -78,7 +78,7 @@ def conv2d(x: np.ndarray, x_zp: int, w: np.ndarray, bias: np.ndarray | None, *, 
     with torch.no_grad():
         acc = torch.nn.functional.conv2d(xt, wt, stride=tuple(strides), padding=(t, l),
                                          dilation=tuple(dilations),
-                                         groups=x.shape[1] if depthwise else 1)
+                                         groups=x.shape[1] if depthwise else groups)
     acc = acc.numpy().astype(np.int64)
     return acc if bias is None else acc + bias.astype(np.int64).reshape(1, -1, 1, 1)
 

@@ -65,7 +65,8 @@ class IntegerRunnable:
                 acc = k.conv2d(src, q_in.zero_point, op.weight, op.bias,
                                strides=op.attrs["strides"], pads=op.attrs["pads"],
                                dilations=op.attrs["dilations"],
-                               depthwise=op.kind is OpKind.DEPTHWISE_CONV)
+                               depthwise=op.kind is OpKind.DEPTHWISE_CONV,
+                               groups=op.attrs.get("groups", 1))
                 out = k.requantize(acc, q_in.scale, op.weight_scale, q_out.scale,
                                    q_out.zero_point, low, high, rounding=ar.conv)
             elif op.kind is OpKind.FULLY_CONNECTED:
@@ -89,6 +90,8 @@ class IntegerRunnable:
                              constant_values=q_in.zero_point)
             elif op.kind is OpKind.RESHAPE:
                 out = src.reshape((src.shape[0], *op.attrs["sample_shape"]))
+            elif op.kind is OpKind.TRANSPOSE:
+                out = src.transpose(op.attrs["perm"])
             else:  # pragma: no cover - lowering admits only the kinds above
                 raise NotImplementedError(op.kind)
             values[op.output] = out

@@ -1,0 +1,63 @@
+"""The round trip every integer op is proved by: a tiny seeded torch model is quantized
+(W8A8 by default), exported as QDQ ONNX, lowered, run by the integer reference and, written as
+``.tflite``, by LiteRT's reference kernels (they must agree bit for bit), and by ONNX Runtime
+(judged in output LSBs)."""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass
+class RoundTrip:
+    int_reference: np.ndarray
+    litert_ref: np.ndarray
+    ort: np.ndarray
+    float_torch: np.ndarray
+    float_litert: np.ndarray
+    output_scale: float
+    graph: object  # the lowered OpGraph
+    qdq: object  # the QDQ Artifact
+    tflite: object
+
+    def lsb(self, other: np.ndarray) -> float:
+        return float(np.abs(other - self.int_reference).max() / self.output_scale)
+
+
+def roundtrip(model: torch.nn.Module, shape: tuple[int, ...], *, seed: int = 0, scheme=None,
+              samples: int = 64) -> RoundTrip:
+    """Run ``model`` (inputs of per-sample ``shape``) through every integer consumer."""
+    pytest = __import__("pytest")
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed "
+                                                 "(pip install 'convdeploy[mobile]')")
+    from convdeploy.exporters.lowering import lower_file
+    from convdeploy.exporters.onnx_export import OnnxExporter
+    from convdeploy.exporters.tflite_export import TfliteExporter
+    from convdeploy.quant import W8A8, capture, quantize
+    from convdeploy.targets import registry
+    from convdeploy.targets.base import RuntimeOptions
+
+    gen = torch.Generator().manual_seed(seed)
+    batches = [torch.randn(8, *shape, generator=gen) for _ in range(4)]
+    model = model.eval()
+    qm = quantize(capture(model, batches[0][:2]), scheme or W8A8, batches, progress=False)
+    work = Path(tempfile.mkdtemp(prefix="convdeploy-op-"))
+    example = batches[0][:2]
+    flt = OnnxExporter(quantized=False, example=example).export(qm, work)
+    qdq = OnnxExporter(quantized=True, example=example).export(qm, work)
+    x = torch.randn(samples, *shape, generator=gen)
+
+    def run(target: str, artifact) -> np.ndarray:
+        runnable = registry.get(target).compile(artifact, work, options=RuntimeOptions(1))
+        return next(iter(runnable({"input": x.numpy()}).values()))
+
+    tfl, tfl_float = TfliteExporter().export(qdq, work), TfliteExporter().export(flt, work)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    return RoundTrip(run("int-reference", qdq), run("mobile-litert-ref", tfl), run("cpu-ort", qdq),
+                     expected, run("mobile-litert-ref", tfl_float), float(qdq.output_scale),
+                     lower_file(qdq.path), qdq, tfl)
