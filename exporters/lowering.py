@@ -46,6 +46,15 @@ class OpKind(str, Enum):
     PAD = "PAD"
     RESHAPE = "RESHAPE"
     TRANSPOSE = "TRANSPOSE"
+    REQUANTIZE = "REQUANTIZE"  # TFLite's QUANTIZE of an integer tensor onto another grid
+    CONCATENATION = "CONCATENATION"
+    MUL = "MUL"
+    SUB = "SUB"
+    AVERAGE_POOL = "AVERAGE_POOL_2D"
+    LOGISTIC = "LOGISTIC"  # the elementwise functions TFLite's int8 kernels run as a
+    TANH = "TANH"          # 256-entry lookup table (quant.integer_kernels.lut_table)
+    GELU = "GELU"
+    HARD_SWISH = "HARD_SWISH"
 
 
 _QTYPES = {TensorProto.INT8: (8, True), TensorProto.UINT8: (8, False),
@@ -207,9 +216,10 @@ class _Lowerer:
         handler = getattr(self, f"_op_{node.op_type}", None)
         if handler is None:
             raise LoweringError(f"{node.name}: op {node.op_type} has no integer kernel here "
-                                "(supported: Conv, Gemm, Add, ReduceMean, GlobalAveragePool, "
-                                "MaxPool, Slice, Pad, Reshape, Flatten, Squeeze, Unsqueeze, Transpose, "
-                                "Relu/Clip after them)")
+                                "(supported: Conv, Gemm, Add, Sub, Mul, Concat, ReduceMean, "
+                                "GlobalAveragePool, AveragePool, MaxPool, Slice, Pad, Reshape, "
+                                "Flatten, Squeeze, Unsqueeze, Transpose, Sigmoid, Tanh, Gelu, "
+                                "HardSwish, Relu/Clip after them)")
         handler(node)
 
     def _op_Conv(self, node: onnx.NodeProto) -> None:
@@ -246,12 +256,86 @@ class _Lowerer:
         self.ops.append(Op(OpKind.FULLY_CONNECTED, (self.resolve(node.input[0]),), out,
                            node.name, act, np.ascontiguousarray(weight), scale, bias))
 
-    def _op_Add(self, node: onnx.NodeProto) -> None:
+    def _binary(self, node: onnx.NodeProto, kind: OpKind) -> None:
         if any(i in self.consts or i in self.weights for i in node.input):
-            raise LoweringError(f"{node.name}: Add of a constant is not lowered")
+            raise LoweringError(f"{node.name}: {node.op_type} of a constant is not lowered")
         out, act = self._output(node, True)
-        self.ops.append(Op(OpKind.ADD, tuple(self.resolve(i) for i in node.input), out,
-                           node.name, act))
+        self.ops.append(Op(kind, tuple(self.resolve(i) for i in node.input), out, node.name,
+                           act))
+
+    def _op_Add(self, node: onnx.NodeProto) -> None:
+        self._binary(node, OpKind.ADD)
+
+    def _op_Sub(self, node: onnx.NodeProto) -> None:
+        self._binary(node, OpKind.SUB)
+
+    def _op_Mul(self, node: onnx.NodeProto) -> None:
+        self._binary(node, OpKind.MUL)
+
+    def _unary(self, node: onnx.NodeProto, kind: OpKind, **attrs) -> None:
+        out, _ = self._output(node, False)
+        self.ops.append(Op(kind, (self.resolve(node.input[0]),), out, node.name, attrs=attrs))
+
+    def _op_Sigmoid(self, node: onnx.NodeProto) -> None:
+        self._unary(node, OpKind.LOGISTIC)
+
+    def _op_Tanh(self, node: onnx.NodeProto) -> None:
+        self._unary(node, OpKind.TANH)
+
+    def _op_Gelu(self, node: onnx.NodeProto) -> None:
+        approximate = _attrs(node).get("approximate", b"none")
+        self._unary(node, OpKind.GELU, approximate=approximate in (b"tanh", "tanh"))
+
+    def _op_HardSwish(self, node: onnx.NodeProto) -> None:
+        self._unary(node, OpKind.HARD_SWISH)
+
+    def _onto(self, src: str, q: QParams | None, name: str) -> str:
+        """``src`` on the grid ``q``: itself, or a REQUANTIZE of it (TFLite's int8 kernels that
+        move values, such as CONCATENATION, need one quantization on both sides)."""
+        if q is None or self.quant.get(src) == q:
+            return src
+        out = f"{src}.requantized.{name}"
+        self.quant[out] = q
+        self.ops.append(Op(OpKind.REQUANTIZE, (src,), out, f"{name}.requantize"))
+        return out
+
+    def _op_Concat(self, node: onnx.NodeProto) -> None:
+        axis = int(_attrs(node)["axis"])
+        rank = len(self.shapes.get(node.output[0], ()))
+        if axis < 0:
+            axis += rank
+        if axis <= 0:
+            raise LoweringError(f"{node.name}: a concatenation along the batch dimension")
+        out, _ = self._output(node, False)
+        q = self.quant.get(out)
+        inputs = tuple(self._onto(self.resolve(i), q, f"{node.name}.{k}")
+                       for k, i in enumerate(node.input))
+        self.ops.append(Op(OpKind.CONCATENATION, inputs, out, node.name, attrs={"axis": axis}))
+
+    def _op_AveragePool(self, node: onnx.NodeProto) -> None:
+        a = _attrs(node)
+        if a.get("ceil_mode", 0) or len(a["kernel_shape"]) != 2:
+            raise LoweringError(f"{node.name}: AveragePool with ceil_mode or not 2-D")
+        pads = tuple(a.get("pads", (0, 0, 0, 0)))
+        src = self.resolve(node.input[0])
+        out, act = self._output(node, True)
+        if a.get("count_include_pad", 0) and any(pads):  # padding counts: pad real zeros
+            padded = f"{src}.padded.{node.name}"
+            if src in self.quant:
+                self.quant[padded] = self.quant[src]
+            t, l, b, r = pads
+            self.ops.append(Op(OpKind.PAD, (src,), padded, f"{node.name}.pad",
+                               attrs={"pads": [0, 0, t, l, 0, 0, b, r]}))
+            src, pads = padded, (0, 0, 0, 0)
+        pooled = out
+        if self.quant and self.quant.get(src) != self.quant.get(out):
+            pooled = f"{out}.on_input_grid"  # TFLite pools int8 on the input's grid
+            self.quant[pooled] = self.quant[src]
+        self.ops.append(Op(OpKind.AVERAGE_POOL, (src,), pooled, node.name, act,
+                           attrs={"kernel": tuple(a["kernel_shape"]),
+                                  "strides": tuple(a.get("strides", (1, 1))), "pads": pads}))
+        if pooled != out:
+            self.ops.append(Op(OpKind.REQUANTIZE, (pooled,), out, f"{node.name}.requantize"))
 
     def _mean(self, node: onnx.NodeProto, axes, keepdims: bool = True) -> None:
         if sorted(int(x) % 4 for x in axes) != [2, 3]:
@@ -365,7 +449,8 @@ def infer_shapes(graph: OpGraph, batch: int = 1) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {graph.input: (batch, *graph.input_shape)}
     for op in graph.ops:
         x = shapes[op.inputs[0]]
-        if op.kind in (OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.MAX_POOL):
+        if op.kind in (OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.MAX_POOL,
+                       OpKind.AVERAGE_POOL):
             kernel = op.weight.shape[2:] if op.weight is not None else op.attrs["kernel"]
             t, l, b, r = op.attrs["pads"]
             dil = op.attrs.get("dilations", (1, 1))
@@ -391,6 +476,12 @@ def infer_shapes(graph: OpGraph, batch: int = 1) -> dict[str, tuple[int, ...]]:
             out = (x[0], *op.attrs["sample_shape"])
         elif op.kind is OpKind.TRANSPOSE:
             out = tuple(x[p] for p in op.attrs["perm"])
+        elif op.kind is OpKind.CONCATENATION:
+            axis = op.attrs["axis"]
+            out = list(x)
+            out[axis] = sum(shapes[i][axis] for i in op.inputs)
+        elif op.kind in (OpKind.ADD, OpKind.SUB, OpKind.MUL):
+            out = np.broadcast_shapes(*(shapes[i] for i in op.inputs))
         else:
             out = x
         shapes[op.output] = tuple(int(d) for d in out)

@@ -31,7 +31,8 @@ NHWC = (0, 2, 3, 1)  # NCHW -> NHWC permutation
 AXIS_TO_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}
 _VERSIONS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4, "ADD": 2, "MEAN": 2,
              "MAX_POOL_2D": 2, "STRIDED_SLICE": 2, "PAD": 2, "RESHAPE": 1, "QUANTIZE": 2,
-             "DEQUANTIZE": 2, "TRANSPOSE": 2}
+             "DEQUANTIZE": 2, "TRANSPOSE": 2, "MUL": 2, "SUB": 2, "CONCATENATION": 2,
+             "AVERAGE_POOL_2D": 2, "LOGISTIC": 2, "TANH": 2, "GELU": 2, "HARD_SWISH": 1}
 
 
 def _schema():
@@ -175,8 +176,8 @@ class _Writer:
         if _same_padding(shape[2], kernel[0], st[0], dil[0], t, b) and \
                 _same_padding(shape[3], kernel[1], st[1], dil[1], l, r):
             return src, self.s.Padding.SAME
-        if op.kind is OpKind.MAX_POOL:
-            raise LoweringError(f"{op.name}: max-pool padding that TFLite's SAME does not "
+        if op.kind in (OpKind.MAX_POOL, OpKind.AVERAGE_POOL):
+            raise LoweringError(f"{op.name}: pooling padding that TFLite's SAME does not "
                                 "reproduce")
         padded = (shape[0], shape[1], shape[2] + t + b, shape[3] + l + r)
         name = f"{op.inputs[0]}.padded_for.{op.name}"
@@ -220,10 +221,12 @@ class _Writer:
             w = self.weight(op, op.weight, 0)
             self.operator("FULLY_CONNECTED", [src, w, self.bias(op, self.graph.quant.get(
                 op.inputs[0]))], [dst], "FullyConnectedOptions", opts)
-        elif op.kind is OpKind.ADD:
-            opts = s.AddOptionsT()
+        elif op.kind in (OpKind.ADD, OpKind.SUB, OpKind.MUL):
+            title = op.kind.value.title()
+            opts = getattr(s, f"{title}OptionsT")()
             opts.fusedActivationFunction = act
-            self.operator("ADD", [src, self.activation(op.inputs[1])], [dst], "AddOptions", opts)
+            self.operator(op.kind.value, [src, self.activation(op.inputs[1])], [dst],
+                          f"{title}Options", opts)
         elif op.kind is OpKind.MEAN:
             opts = s.ReducerOptionsT()
             opts.keepDims = True
@@ -237,14 +240,33 @@ class _Writer:
             opts.filterHeight, opts.filterWidth = op.attrs["kernel"]
             opts.fusedActivationFunction = act
             self.operator("MAX_POOL_2D", [src], [dst], "Pool2DOptions", opts)
+        elif op.kind is OpKind.AVERAGE_POOL:
+            src, padding = self._padding(op, src, op.attrs["kernel"])
+            opts = s.Pool2DOptionsT()
+            opts.padding = padding
+            opts.strideH, opts.strideW = op.attrs["strides"]
+            opts.filterHeight, opts.filterWidth = op.attrs["kernel"]
+            opts.fusedActivationFunction = act
+            self.operator("AVERAGE_POOL_2D", [src], [dst], "Pool2DOptions", opts)
         else:
             self.write_layout_op(op, src, dst)
 
     def write_layout_op(self, op: Op, src: int, dst: int) -> None:
         s = self.s
         shape = self.shapes[op.inputs[0]]
-        if op.kind is OpKind.QUANTIZE:
+        if op.kind in (OpKind.QUANTIZE, OpKind.REQUANTIZE):
             self.operator("QUANTIZE", [src], [dst])
+        elif op.kind in (OpKind.LOGISTIC, OpKind.TANH, OpKind.HARD_SWISH):
+            self.operator(op.kind.value, [src], [dst])
+        elif op.kind is OpKind.GELU:
+            opts = s.GeluOptionsT()
+            opts.approximate = bool(op.attrs.get("approximate"))
+            self.operator("GELU", [src], [dst], "GeluOptions", opts)
+        elif op.kind is OpKind.CONCATENATION:
+            opts = s.ConcatenationOptionsT()
+            opts.axis = AXIS_TO_NHWC[op.attrs["axis"]] if len(shape) == 4 else op.attrs["axis"]
+            self.operator("CONCATENATION", [self.activation(i) for i in op.inputs], [dst],
+                          "ConcatenationOptions", opts)
         elif op.kind is OpKind.DEQUANTIZE:
             self.operator("DEQUANTIZE", [src], [dst])
         elif op.kind is OpKind.STRIDED_SLICE:

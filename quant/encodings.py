@@ -33,6 +33,9 @@ class TensorEncoding:
     ``axis`` is the channel axis for per-channel encodings (None = per tensor).
     ``tensors`` lists the graph values this encoding applies to (a passthrough op such as a
     slice or max-pool shares its input's encoding, so one entry can cover several values).
+    ``constraint`` names the integer kernel that fixes an output encoding (int8 LOGISTIC's
+    scale 1/256 and zero point -128, as TFLite defines it): calibration leaves it alone, and
+    every exporter writes it unchanged.
     """
 
     kind: TensorKind
@@ -45,6 +48,7 @@ class TensorEncoding:
     axis: int | None = None
     module: str = ""
     tensors: tuple[str, ...] = ()
+    constraint: str = ""  # why the numbers are fixed, when a kernel fixes them (not calibrated)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", TensorKind(self.kind))

@@ -12,6 +12,8 @@ does, so one graph serves as float reference, calibration probe, simulation and 
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from enum import Enum
 
 import torch
@@ -95,21 +97,31 @@ class Quantizer(nn.Module):
 
 
 class ActivationQuantizer(Quantizer):
-    """Per-tensor asymmetric (or symmetric) activation quantizer with a calibrated range."""
+    """Per-tensor asymmetric (or symmetric) activation quantizer with a calibrated range, or
+    with the range an integer kernel fixes (``fixed``: the real interval it covers, and why)."""
 
     kind = TensorKind.ACTIVATION
 
-    def __init__(self, key: str, tq: TensorQuant, *, module: str = "") -> None:
+    def __init__(self, key: str, tq: TensorQuant, *, module: str = "",
+                 fixed: "FixedRange | None" = None) -> None:
         super().__init__(key, tq, module=module)
         self.register_buffer("scale", torch.tensor(1.0))
         self.register_buffer("zero_point", torch.tensor(0.0))
         self.calibrated = False
         self.observer = RangeObserver()
+        self.fixed = fixed
+        if fixed is not None:
+            scale, zero_point = fixed.params(tq)
+            self.scale.fill_(scale)
+            self.zero_point.fill_(zero_point)
+            self.calibrated = True
 
     def observe(self, x: torch.Tensor) -> None:
         self.observer.update(x.detach())
 
     def set_range(self, lo: float, hi: float) -> None:
+        if self.fixed is not None:  # the kernel's encoding, whatever the data
+            return
         scale, zero_point = affine_params(lo, hi, self.tq)
         self.scale.fill_(scale)
         self.zero_point.fill_(zero_point)
@@ -121,9 +133,29 @@ class ActivationQuantizer(Quantizer):
         return self.scale, self.zero_point
 
     def encoding(self) -> TensorEncoding:
-        return TensorEncoding.from_arrays(
+        enc = TensorEncoding.from_arrays(
             self.kind, self.tq, self.scale.item(), int(self.zero_point.item()),
             module=self.module_path, tensors=tuple(self.tensors))
+        if self.fixed is None:
+            return enc
+        return dataclasses.replace(enc, constraint=self.fixed.reason)
+
+
+@dataclass(frozen=True)
+class FixedRange:
+    """An output encoding an integer kernel requires: ``[low, low + 256 * step)`` on an 8-bit
+    grid, e.g. TFLite's int8 LOGISTIC writes ``sigmoid(x)`` with scale 1/256 and zero point
+    -128 (uint8: 0), TANH with scale 1/128 and zero point 0 (uint8: 128)."""
+
+    low: float
+    step: float
+    reason: str
+
+    def params(self, tq: TensorQuant) -> tuple[float, int]:
+        if tq.bits != 8:
+            raise ValueError(f"{self.reason}: defined for 8-bit activations only")
+        base = -128 if tq.signed else 0
+        return self.step, int(round(base - self.low / self.step))
 
 
 class WeightQuantizer(Quantizer):

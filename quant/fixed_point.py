@@ -91,6 +91,8 @@ class IntegerArithmetic:
     fully_connected: Rounding = Rounding.SINGLE
     add: Rounding = Rounding.DOUBLE
     mean: Rounding = Rounding.DOUBLE
+    mul: Rounding = Rounding.DOUBLE
+    requantize: Rounding = Rounding.DOUBLE
 
 
 TFLITE_REFERENCE = IntegerArithmetic()

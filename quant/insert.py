@@ -7,8 +7,8 @@ Rules (whitepaper + Jacob et al. 2018, as runtimes execute QDQ graphs):
   quantizer stands after the activation, so the runtime can drop it;
 - a conv/linear weight gets a symmetric weight quantizer and its bias an int32 quantizer with
   scale ``s_in * s_w``;
-- ops that only move values (slice, pad with 0, max-pool, reshape, ReLU on a quantized input)
-  reuse their input's quantizer: the value stays on the same grid, and the exported graph keeps
+- ops that only move values (slice, pad with 0, max-pool, reshape, ReLU on a quantized input),
+  and average pooling, reuse their input's quantizer: the value stays on the same grid, and the exported graph keeps
   Q/DQ around them so integer runtimes do not fall back to float;
 - aliases (dropout in eval, clone, contiguous) are transparent.
 """
@@ -25,7 +25,8 @@ from torch.fx import GraphModule, Node
 from convdeploy.errors import ConvdeployError
 
 from .graph import get_attr_tensor, module_path
-from .fakequant import ActivationQuantizer, BiasQuantizer, Quantizer, WeightQuantizer
+from .fakequant import ActivationQuantizer, BiasQuantizer, FixedRange, Quantizer, \
+    WeightQuantizer
 from .fold import CONV_OPS
 from .scheme import QuantScheme
 
@@ -40,11 +41,23 @@ PASSTHROUGH_OPS = {
     aten._unsafe_view.default, aten.permute.default, aten.transpose.int, aten.squeeze.dim,
     aten.squeeze.dims, aten.squeeze.default, aten.unsqueeze.default, aten.expand.default,
     aten.upsample_nearest2d.vec, aten.pixel_shuffle.default,
+    # an average stays inside its input's range, and TFLite's int8 AVERAGE_POOL_2D computes on
+    # the input's grid (one quantization on both sides)
+    aten.avg_pool2d.default,
 } | RELU_OPS
 PAD_OPS = {aten.pad.default, aten.constant_pad_nd.default}
 ALIAS_OPS = {aten.dropout.default, aten.feature_dropout.default, aten.clone.default,
              aten.contiguous.default, aten.alias.default, aten.detach.default,
              aten.lift_fresh_copy.default}
+
+# outputs whose 8-bit encoding the integer kernel fixes (TFLite's int8 LOGISTIC and TANH): the
+# Encodings carry these numbers, so no exporter re-scales them
+FIXED_OUTPUTS = {
+    aten.sigmoid.default: FixedRange(0.0, 1 / 256, "LOGISTIC: 8-bit output scale 1/256, "
+                                                   "zero point -128 (int8) / 0 (uint8)"),
+    aten.tanh.default: FixedRange(-1.0, 1 / 128, "TANH: 8-bit output scale 1/128, "
+                                                 "zero point 0 (int8) / 128 (uint8)"),
+}
 
 QUANTIZER_ROOT = "_quantizers"
 
@@ -115,8 +128,10 @@ class _Inserter:
         qnode.meta = dict(node.meta)
         return qnode
 
-    def _new_activation(self, node: Node) -> ActivationQuantizer:
-        q = ActivationQuantizer(node.name, self.scheme.activations, module=module_path(node))
+    def _new_activation(self, node: Node, fixed: FixedRange | None = None
+                        ) -> ActivationQuantizer:
+        q = ActivationQuantizer(node.name, self.scheme.activations, module=module_path(node),
+                                fixed=fixed)
         self._register(q)
         qnode = self._place_after(node, q)
         self.grid[node] = self.grid[qnode] = q
@@ -223,7 +238,8 @@ class _Inserter:
         point = self._output_point(node)
         if point is not node:
             skip.add(point)
-        self._new_activation(point)
+        fixed = FIXED_OUTPUTS.get(node.target) if point is node else None
+        self._new_activation(point, fixed if self.scheme.activations.bits == 8 else None)
 
 
 def insert_quantizers(gm: GraphModule, scheme: QuantScheme) -> InsertionResult:

@@ -9,6 +9,8 @@ states the bound; ``_exact`` checks it).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -92,13 +94,15 @@ def fully_connected(x: np.ndarray, x_zp: int, w: np.ndarray,
 
 
 def add(a: np.ndarray, a_q, b: np.ndarray, b_q, out_q, low: int, high: int,
-        rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
+        rounding: Rounding = Rounding.DOUBLE, *, negate_second: bool = False) -> np.ndarray:
     """TFLite's quantized ADD: both inputs rescaled to twice the larger input scale with 20
-    bits of headroom (15 for 16-bit codes), summed, then requantized to the output."""
+    bits of headroom (15 for 16-bit codes), summed, then requantized to the output (SUB:
+    the second multiplier negated)."""
     left_shift = 20 if max(a_q.bits, b_q.bits) <= 8 else 15
     twice_max = 2.0 * float(max(np.float32(a_q.scale), np.float32(b_q.scale)))
     m1, s1 = quantize_multiplier(float(np.float32(a_q.scale)) / twice_max)
     m2, s2 = quantize_multiplier(float(np.float32(b_q.scale)) / twice_max)
+    m2 = -m2 if negate_second else m2
     mo, so = quantize_multiplier(twice_max / ((1 << left_shift) * float(np.float32(out_q.scale))))
 
     def scaled(v, zp, m, s):
@@ -127,3 +131,158 @@ def max_pool(x: np.ndarray, kernel, strides, pads) -> np.ndarray:
     """Max over windows; padded positions never win (they are below every code)."""
     fill = int(x.min(initial=0)) - 1
     return _windows(x.astype(np.int64), kernel, strides, pads, (1, 1), fill).max(axis=(4, 5))
+
+
+def _real(value) -> float:
+    return float(np.float64(np.float32(value)))
+
+
+def requantize_codes(x: np.ndarray, in_q, out_q, rounding: Rounding = Rounding.DOUBLE
+                     ) -> np.ndarray:
+    """TFLite's QUANTIZE of an integer tensor (requantize): ``(q - zp_in) * s_in / s_out``
+    with the multiplier formed in double from the float32 scales, plus ``zp_out``."""
+    mult, shift = quantize_multiplier(_real(in_q.scale) / _real(out_q.scale))
+    out = multiply_by_quantized_multiplier(x.astype(np.int64) - in_q.zero_point, mult, shift,
+                                           rounding) + out_q.zero_point
+    return np.clip(out, out_q.qmin, out_q.qmax)
+
+
+def mul(a: np.ndarray, a_q, b: np.ndarray, b_q, out_q, low: int, high: int,
+        rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
+    """TFLite's quantized MUL: the product of the offset codes (an int32), times
+    ``s_a * s_b / s_out`` (double, from the float32 scales) as a fixed-point multiplier."""
+    mult, shift = quantize_multiplier(_real(a_q.scale) * _real(b_q.scale) / _real(out_q.scale))
+    prod = (a.astype(np.int64) - a_q.zero_point) * (b.astype(np.int64) - b_q.zero_point)
+    out = multiply_by_quantized_multiplier(prod, mult, shift, rounding) + out_q.zero_point
+    return np.clip(out, low, high)
+
+
+def sub(a: np.ndarray, a_q, b: np.ndarray, b_q, out_q, low: int, high: int,
+        rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
+    """TFLite's quantized SUB: ADD's arithmetic with the second input's multiplier negated."""
+    return add(a, a_q, b, b_q, out_q, low, high, rounding, negate_second=True)
+
+
+def average_pool(x: np.ndarray, kernel, strides, pads, low: int, high: int,
+                 signed: bool) -> np.ndarray:
+    """TFLite's int8 AVERAGE_POOL_2D: the sum of the codes in the window (padding not
+    counted), divided by the count rounding half away from zero; input and output share one
+    quantization. The sums are of int8 codes, so a uint8 tensor is shifted by 128 first (the
+    .tflite holds it as int8 with ``zero_point - 128``)."""
+    shift = 0 if signed else 128
+    codes = x.astype(np.int64) - shift
+    ones = np.ones((1, 1, *x.shape[2:]), dtype=np.int64)
+    total = _windows(codes, kernel, strides, pads, (1, 1)).sum(axis=(4, 5))
+    count = _windows(ones, kernel, strides, pads, (1, 1)).sum(axis=(4, 5))
+    half = count // 2
+    avg = np.where(total > 0, (total + half) // count, -((-total + half) // count))
+    return np.clip(avg + shift, low, high)
+
+
+def _f32(x) -> np.float32:
+    return np.float32(x)
+
+
+def _logistic(x: np.float32) -> np.float32:  # 1.0f / (1.0f + std::exp(-x))
+    return _f32(_f32(1.0) / _f32(_f32(1.0) + _f32(math.exp(-float(x)))))
+
+
+def _tanh(x: np.float32) -> np.float32:
+    return _f32(math.tanh(float(x)))
+
+
+def _gelu(x: np.float32) -> np.float32:  # 0.5f * x * std::erfc(x * (float)-M_SQRT1_2)
+    return _f32(_f32(_f32(0.5) * x) * _f32(math.erfc(float(_f32(x * _f32(-math.sqrt(0.5)))))))
+
+
+def _gelu_tanh(x: np.float32) -> np.float32:
+    inner = _f32(x + _f32(_f32(_f32(_f32(0.044715) * x) * x) * x))
+    k = _f32(2.0 / math.sqrt(math.pi) * math.sqrt(0.5))
+    return _f32(_f32(_f32(0.5) * x) * _f32(_f32(1.0) + _f32(math.tanh(float(_f32(k * inner))))))
+
+
+LUT_FUNCTIONS = {"LOGISTIC": _logistic, "TANH": _tanh, "GELU": _gelu,
+                 "GELU_TANH": _gelu_tanh}
+
+
+def lut_table(function: str, in_q, out_q) -> np.ndarray:
+    """The 256-entry table TFLite's int8 kernels build for an elementwise function
+    (``LUTPopulate``): every input code dequantized in float32, transformed in float32 (the
+    transcendental correctly rounded), times ``1 / s_out`` in float32, rounded half away from
+    zero, plus the zero point, clamped. Computed on int8 codes (uint8 tensors shifted by 128,
+    as the .tflite holds them); ``lookup`` indexes it with the input's codes."""
+    if in_q.bits != 8 or out_q.bits != 8:
+        raise ValueError(f"{function}: lookup tables are defined for 8-bit tensors only")
+    fn = LUT_FUNCTIONS[function]
+    zp_in = in_q.zero_point - (0 if in_q.signed else 128)
+    zp_out = out_q.zero_point - (0 if out_q.signed else 128)
+    s_in = _f32(in_q.scale)
+    inverse = _f32(_f32(1.0) / _f32(out_q.scale))
+    table = np.empty(256, dtype=np.int64)
+    for i, code in enumerate(range(-128, 128)):
+        value = fn(_f32(s_in * _f32(code - zp_in)))
+        scaled = float(_f32(value * inverse))
+        rounded = math.floor(abs(scaled) + 0.5) * (1 if scaled >= 0 else -1)
+        table[i] = min(127, max(-128, int(rounded) + zp_out))
+    return table + (0 if out_q.signed else 128)
+
+
+def lookup(x: np.ndarray, table: np.ndarray, in_q) -> np.ndarray:
+    return table[x.astype(np.int64) + (128 if in_q.signed else 0)]
+
+
+def _srdhm16(a: np.ndarray, b: int) -> np.ndarray:
+    """gemmlowp's SaturatingRoundingDoublingHighMul on int16 values."""
+    ab = a.astype(np.int64) * b
+    nudge = np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
+    out = np.trunc((ab + nudge) / (1 << 15)).astype(np.int64)  # C++ division truncates
+    return np.where((a == -32768) & (b == -32768), 32767, out)
+
+
+def _rdbpot(x: np.ndarray, exponent: int) -> np.ndarray:
+    """gemmlowp's RoundingDivideByPOT (round half away from zero)."""
+    if exponent <= 0:
+        return x
+    mask = (1 << exponent) - 1
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + ((x & mask) > threshold)
+
+
+def _int16_multiplier(real: float) -> tuple[int, int]:
+    """``QuantizeMultiplier`` then ``DownScaleInt32ToInt16Multiplier``: (int16, exponent)."""
+    mult, exponent = quantize_multiplier(real)
+    if mult >= INT32_MAX_MINUS_ROUNDING:
+        return 32767, exponent
+    return (mult + (1 << 15)) >> 16, exponent
+
+
+INT32_MAX_MINUS_ROUNDING = 2**31 - 1 - (1 << 15)
+
+
+def hard_swish(x: np.ndarray, in_q, out_q) -> np.ndarray:
+    """TFLite's int8 HARD_SWISH (``reference_ops::HardSwish``): 16-bit fixed point, the input
+    on a 2**7 finer grid, a "relu-ish" factor in [0, 1] from saturating rescaling of [-3, 3],
+    a truncating doubling high multiply, then the output shift. Parameters as ``HardSwishPrepare``
+    forms them (float32 scales)."""
+    hires = _f32(_f32(1.0 / 128.0) * _f32(in_q.scale))
+    out_mult, out_exp = _int16_multiplier(float(_f32(hires / _f32(out_q.scale))))
+    relu_mult, relu_exp = _int16_multiplier(float(_f32(hires / _f32(3.0 / 32768.0))))
+    if out_exp > 0:
+        raise ValueError("HARD_SWISH: output scale below input scale / 128 (TFLite refuses)")
+    value = x.astype(np.int64) - in_q.zero_point
+    hires_value = value * (1 << 7)
+    preshift = _srdhm16(hires_value, out_mult)
+    reluish = hires_value
+    if relu_exp > 0:
+        reluish = np.clip(reluish * (1 << (relu_exp - 1)), -32768, 32767)
+    reluish = _srdhm16(reluish, relu_mult)
+    if relu_exp > 0:
+        reluish = np.clip(reluish * 2, -32768, 32767)
+    elif relu_exp < 0:
+        reluish = _rdbpot(reluish, -relu_exp)
+    reluish = (reluish + (1 << 15)) >> 1
+    product = reluish * preshift
+    product = np.trunc(product / (1 << 15)).astype(np.int64)  # SaturatingDoublingHighMul
+    product = np.where((reluish == -32768) & (preshift == -32768), 32767, product)
+    out = _rdbpot(product, -out_exp) + out_q.zero_point
+    return np.clip(out, out_q.qmin, out_q.qmax)

@@ -26,6 +26,122 @@ def _slice(x: np.ndarray, attrs: dict) -> np.ndarray:
     return x[tuple(index)]
 
 
+def _range(op, quant) -> tuple[int, int]:
+    from convdeploy.quant.fixed_point import activation_range
+
+    q = quant[op.output]
+    return activation_range(op.activation.value, q.zero_point, q.scale, q.qmin, q.qmax)
+
+
+def _quantize(op, values, quant, ar):
+    q = quant[op.output]
+    s = np.float32(q.scale)
+    return np.clip(np.rint(values[op.inputs[0]] / s).astype(np.int64) + q.zero_point,
+                   q.qmin, q.qmax)
+
+
+def _dequantize(op, values, quant, ar):
+    q = quant[op.inputs[0]]
+    return (values[op.inputs[0]] - q.zero_point).astype(np.float32) * np.float32(q.scale)
+
+
+def _conv(op, values, quant, ar):
+    from convdeploy.exporters.lowering import OpKind
+    from convdeploy.quant import integer_kernels as k
+
+    q_in, q_out = quant[op.inputs[0]], quant[op.output]
+    acc = k.conv2d(values[op.inputs[0]], q_in.zero_point, op.weight, op.bias,
+                   strides=op.attrs["strides"], pads=op.attrs["pads"],
+                   dilations=op.attrs["dilations"], depthwise=op.kind is OpKind.DEPTHWISE_CONV,
+                   groups=op.attrs.get("groups", 1))
+    return k.requantize(acc, q_in.scale, op.weight_scale, q_out.scale, q_out.zero_point,
+                        *_range(op, quant), rounding=ar.conv)
+
+
+def _fully_connected(op, values, quant, ar):
+    from convdeploy.quant import integer_kernels as k
+
+    q_in, q_out = quant[op.inputs[0]], quant[op.output]
+    acc = k.fully_connected(values[op.inputs[0]], q_in.zero_point, op.weight, op.bias)
+    return k.requantize(acc, q_in.scale, op.weight_scale, q_out.scale, q_out.zero_point,
+                        *_range(op, quant), rounding=ar.fully_connected)
+
+
+def _binary(name: str, rounding: str):
+    def run(op, values, quant, ar):
+        from convdeploy.quant import integer_kernels as k
+
+        a, b = op.inputs
+        return getattr(k, name)(values[a], quant[a], values[b], quant[b], quant[op.output],
+                                *_range(op, quant), getattr(ar, rounding))
+    return run
+
+
+def _mean(op, values, quant, ar):
+    from convdeploy.quant import integer_kernels as k
+
+    return k.spatial_mean(values[op.inputs[0]], quant[op.inputs[0]], quant[op.output], ar.mean)
+
+
+def _max_pool(op, values, quant, ar):
+    from convdeploy.quant import integer_kernels as k
+
+    return np.clip(k.max_pool(values[op.inputs[0]], op.attrs["kernel"], op.attrs["strides"],
+                              op.attrs["pads"]), *_range(op, quant))
+
+
+def _average_pool(op, values, quant, ar):
+    from convdeploy.quant import integer_kernels as k
+
+    return k.average_pool(values[op.inputs[0]], op.attrs["kernel"], op.attrs["strides"],
+                          op.attrs["pads"], *_range(op, quant), quant[op.output].signed)
+
+
+def _pad(op, values, quant, ar):
+    pads = op.attrs["pads"]
+    half = len(pads) // 2
+    return np.pad(values[op.inputs[0]], list(zip(pads[:half], pads[half:])),
+                  constant_values=quant[op.inputs[0]].zero_point)
+
+
+def _requantize(op, values, quant, ar):
+    from convdeploy.quant import integer_kernels as k
+
+    return k.requantize_codes(values[op.inputs[0]], quant[op.inputs[0]], quant[op.output],
+                              ar.requantize)
+
+
+def _lut(op, values, quant, ar):
+    from convdeploy.quant import integer_kernels as k
+
+    q_in = quant[op.inputs[0]]
+    name = "GELU_TANH" if op.kind.name == "GELU" and op.attrs.get("approximate") else op.kind.name
+    if "table" not in op.attrs:  # built once per op, like TFLite's Prepare
+        op.attrs["table"] = k.lut_table(name, q_in, quant[op.output])
+    return k.lookup(values[op.inputs[0]], op.attrs["table"], q_in)
+
+
+def _hard_swish(op, values, quant, ar):
+    from convdeploy.quant import integer_kernels as k
+
+    return k.hard_swish(values[op.inputs[0]], quant[op.inputs[0]], quant[op.output])
+
+
+_KERNELS = {
+    "QUANTIZE": _quantize, "DEQUANTIZE": _dequantize, "CONV": _conv, "DEPTHWISE_CONV": _conv,
+    "FULLY_CONNECTED": _fully_connected, "ADD": _binary("add", "add"),
+    "SUB": _binary("sub", "add"), "MUL": _binary("mul", "mul"), "MEAN": _mean,
+    "MAX_POOL": _max_pool, "AVERAGE_POOL": _average_pool, "PAD": _pad,
+    "REQUANTIZE": _requantize, "LOGISTIC": _lut, "TANH": _lut, "GELU": _lut, "HARD_SWISH": _hard_swish,
+    "STRIDED_SLICE": lambda op, values, quant, ar: _slice(values[op.inputs[0]], op.attrs),
+    "RESHAPE": lambda op, values, quant, ar: values[op.inputs[0]].reshape(
+        (values[op.inputs[0]].shape[0], *op.attrs["sample_shape"])),
+    "TRANSPOSE": lambda op, values, quant, ar: values[op.inputs[0]].transpose(op.attrs["perm"]),
+    "CONCATENATION": lambda op, values, quant, ar: np.concatenate(
+        [values[i] for i in op.inputs], axis=op.attrs["axis"]),
+}
+
+
 CACHE_ELEMENTS = 1 << 18  # int64 values in 2 MiB, one core's L2 here
 
 
@@ -41,62 +157,14 @@ class IntegerRunnable:
 
     def codes(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every tensor's integer codes (and the float input/output) for input ``x``."""
-        from convdeploy.exporters.lowering import OpKind
-        from convdeploy.quant import integer_kernels as k
-        from convdeploy.quant.fixed_point import TFLITE_REFERENCE, activation_range
+        from convdeploy.quant.fixed_point import TFLITE_REFERENCE
 
         g = self.graph
         ar = self.arithmetic or TFLITE_REFERENCE
         values: dict[str, np.ndarray] = {g.input: np.asarray(x, dtype=np.float32)}
         for op in g.ops:
-            src = values[op.inputs[0]]
-            q_in = g.quant.get(op.inputs[0])
-            q_out = g.quant.get(op.output)
-            if q_out is not None:
-                low, high = activation_range(op.activation.value, q_out.zero_point,
-                                             q_out.scale, q_out.qmin, q_out.qmax)
-            if op.kind is OpKind.QUANTIZE:
-                s = np.float32(q_out.scale)
-                out = np.clip(np.rint(src / s).astype(np.int64) + q_out.zero_point,
-                              q_out.qmin, q_out.qmax)
-            elif op.kind is OpKind.DEQUANTIZE:
-                out = (src - q_in.zero_point).astype(np.float32) * np.float32(q_in.scale)
-            elif op.kind in (OpKind.CONV, OpKind.DEPTHWISE_CONV):
-                acc = k.conv2d(src, q_in.zero_point, op.weight, op.bias,
-                               strides=op.attrs["strides"], pads=op.attrs["pads"],
-                               dilations=op.attrs["dilations"],
-                               depthwise=op.kind is OpKind.DEPTHWISE_CONV,
-                               groups=op.attrs.get("groups", 1))
-                out = k.requantize(acc, q_in.scale, op.weight_scale, q_out.scale,
-                                   q_out.zero_point, low, high, rounding=ar.conv)
-            elif op.kind is OpKind.FULLY_CONNECTED:
-                acc = k.fully_connected(src, q_in.zero_point, op.weight, op.bias)
-                out = k.requantize(acc, q_in.scale, op.weight_scale, q_out.scale,
-                                   q_out.zero_point, low, high, rounding=ar.fully_connected)
-            elif op.kind is OpKind.ADD:
-                other = op.inputs[1]
-                out = k.add(src, q_in, values[other], g.quant[other], q_out, low, high, ar.add)
-            elif op.kind is OpKind.MEAN:
-                out = k.spatial_mean(src, q_in, q_out, ar.mean)
-            elif op.kind is OpKind.MAX_POOL:
-                out = np.clip(k.max_pool(src, op.attrs["kernel"], op.attrs["strides"],
-                                         op.attrs["pads"]), low, high)
-            elif op.kind is OpKind.STRIDED_SLICE:
-                out = _slice(src, op.attrs)
-            elif op.kind is OpKind.PAD:
-                pads = op.attrs["pads"]
-                half = len(pads) // 2
-                out = np.pad(src, list(zip(pads[:half], pads[half:])),
-                             constant_values=q_in.zero_point)
-            elif op.kind is OpKind.RESHAPE:
-                out = src.reshape((src.shape[0], *op.attrs["sample_shape"]))
-            elif op.kind is OpKind.TRANSPOSE:
-                out = src.transpose(op.attrs["perm"])
-            else:  # pragma: no cover - lowering admits only the kinds above
-                raise NotImplementedError(op.kind)
-            values[op.output] = out
+            values[op.output] = _KERNELS[op.kind.name](op, values, g.quant, ar)
         return values
-
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         (x,) = inputs.values()
         step = self.chunk_samples()

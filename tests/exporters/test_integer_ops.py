@@ -100,3 +100,157 @@ def test_batchnorm_without_a_conv_before_it_folds_forward_or_becomes_depthwise()
     rt = roundtrip(model, (64,))
     assert [op.kind for op in rt.graph.ops].count(OpKind.DEPTHWISE_CONV) == 2
     _check(rt)
+
+
+class Elementwise(nn.Module):
+    """Products of two activations (gating), a difference, a concat of differently scaled
+    branches (requantized onto the output's grid), an average pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(3, 8, 3, padding=1)
+        self.c = nn.Conv2d(3, 4, 1)
+        self.fc = nn.Linear(20 * 4 * 4, 5)
+
+    def forward(self, x):
+        a, b = self.a(x), self.b(x)
+        y = torch.cat([a * b, a - b, torch.relu(self.c(x))], 1)
+        return self.fc(nn.functional.avg_pool2d(y, 2).flatten(1))
+
+
+def test_mul_sub_concat_average_pool_are_bit_exact():
+    rt = roundtrip(Elementwise(), (3, 8, 8))
+    kinds = {op.kind for op in rt.graph.ops}
+    assert {OpKind.MUL, OpKind.SUB, OpKind.CONCATENATION, OpKind.REQUANTIZE,
+            OpKind.AVERAGE_POOL} <= kinds
+    # a 2x2 average is a tie on a quarter of the windows: TFLite rounds ties away from zero,
+    # ONNX Runtime to even, and the 320-input FC after it adds those LSBs up
+    _check(rt, ort_lsb=8.0)
+
+
+class Gates(nn.Module):
+    """Squeeze-excitation with a sigmoid gate, a tanh, GELU (exact and tanh form)."""
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        self.approximate = approximate
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.squeeze = nn.Conv2d(8, 4, 1)
+        self.excite = nn.Conv2d(4, 8, 1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        y = nn.functional.gelu(self.conv(x), approximate=self.approximate)
+        gate = torch.sigmoid(self.excite(torch.relu(self.squeeze(y.mean((2, 3), keepdim=True)))))
+        y = torch.tanh(y * gate)
+        return self.fc(y.mean((2, 3)))
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_lookup_table_activations_are_bit_exact(approximate):
+    rt = roundtrip(Gates(approximate), (3, 8, 8))
+    kinds = {op.kind for op in rt.graph.ops}
+    assert {OpKind.LOGISTIC, OpKind.TANH, OpKind.GELU, OpKind.MUL} <= kinds
+    _check(rt)
+
+
+class HardSwishNet(nn.Module):
+    """MobileNetV3's activations: hard-swish, and a hard-sigmoid gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(8, 5)
+        self.conv.weight.data *= 3  # inputs well beyond [-3, 3]: every branch of the kernel
+
+    def forward(self, x):
+        y = nn.functional.hardswish(self.conv(x))
+        y = nn.functional.hardswish(self.conv2(y))
+        return self.fc(y.mean((2, 3)))
+
+
+def test_hard_swish_is_bit_exact():
+    rt = roundtrip(HardSwishNet(), (3, 8, 8))
+    assert OpKind.HARD_SWISH in {op.kind for op in rt.graph.ops}
+    _check(rt)
+
+
+def _single_op_graph(kind, in_q, out_q, **attrs):
+    from convdeploy.exporters.lowering import Op, OpGraph
+
+    ops = [Op(OpKind.QUANTIZE, ("x",), "q", "quantize"),
+           Op(kind, ("q",), "y", kind.value.lower(), attrs=attrs),
+           Op(OpKind.DEQUANTIZE, ("y",), "out", "dequantize")]
+    return OpGraph(ops, {"q": in_q, "y": out_q}, "x", "out", (256,))
+
+
+@pytest.mark.parametrize("kind,attrs", [(OpKind.LOGISTIC, {}), (OpKind.TANH, {}),
+                                        (OpKind.GELU, {}), (OpKind.GELU, {"approximate": True}),
+                                        (OpKind.HARD_SWISH, {}), (OpKind.REQUANTIZE, {})],
+                         ids=["logistic", "tanh", "gelu", "gelu-tanh", "hard-swish",
+                              "requantize"])
+def test_unary_kernels_equal_litert_on_every_input_code(kind, attrs, tmp_path):
+    """Every one of the 256 input codes, under 12 seeded random encodings (int8 and uint8;
+    LOGISTIC and TANH with their fixed output encodings)."""
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    from convdeploy.exporters.lowering import QParams
+    from convdeploy.exporters.tflite_export import tflite_bytes
+    from convdeploy.targets.int_reference import IntegerRunnable
+    from convdeploy.targets.mobile_litert import LiteRtRunnable
+
+    rng = np.random.default_rng(7)
+    for trial in range(12):
+        signed = bool(trial % 2)
+        base = -128 if signed else 0
+        in_q = QParams(float(np.float32(rng.uniform(0.002, 0.15))),
+                       int(rng.integers(base + 20, base + 236)), 8, signed)
+        fixed = {OpKind.LOGISTIC: (1 / 256, base), OpKind.TANH: (1 / 128, base + 128)}
+        scale, zp = fixed.get(kind, (float(np.float32(rng.uniform(0.002, 0.1))),
+                                     int(rng.integers(base + 10, base + 246))))
+        out_q = QParams(scale, zp, 8, signed)
+        graph = _single_op_graph(kind, in_q, out_q, **attrs)
+        codes = np.arange(base, base + 256)
+        x = ((codes - in_q.zero_point) * np.float32(in_q.scale)).astype(np.float32)[None]
+        path = tmp_path / f"{kind.value}{trial}.tflite"
+        path.write_bytes(tflite_bytes(graph))
+        lite = LiteRtRunnable(path, "BUILTIN_REF", 1)({"x": x})
+        ref = IntegerRunnable(graph).codes(x)
+        np.testing.assert_array_equal(ref["q"], codes[None])  # every code goes in
+        np.testing.assert_array_equal(next(iter(lite.values())), ref["out"],
+                                      err_msg=f"trial {trial}: {in_q} -> {out_q}")
+
+
+@pytest.mark.parametrize("act_signed", [False, True], ids=["uint8", "int8"])
+def test_fixed_output_encodings_reach_every_file_unchanged(act_signed):
+    """LOGISTIC's output is 1/256 with zero point -128 (int8) / 0 (uint8), TANH's 1/128 with
+    0 / 128: in the Encodings (with the reason), the QDQ ONNX and the .tflite."""
+    from dataclasses import replace
+
+    import onnx
+    from ai_edge_litert.interpreter import Interpreter
+
+    from convdeploy.quant import W8A8
+    from convdeploy.quant.encodings import Encodings
+
+    scheme = replace(W8A8, activations=replace(W8A8.activations, signed=act_signed))
+    rt = roundtrip(Gates(), (3, 8, 8), scheme=scheme)
+    base = -128 if act_signed else 0
+    expected = {"LOGISTIC": (1 / 256, base), "TANH": (1 / 128, base + 128)}
+    enc = Encodings.load(rt.qdq.encodings)
+    fixed = [e for e in enc.tensors.values() if e.constraint]
+    assert sorted((e.scale[0], e.zero_point[0]) for e in fixed) == sorted(expected.values())
+    model = onnx.load(str(rt.qdq.path))
+    consts = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    producers = {n.output[0]: n for n in model.graph.node}
+    tflite = {d["name"]: d for d in Interpreter(model_path=str(rt.tflite.path))
+              .get_tensor_details()}
+    for op in rt.graph.ops:
+        if op.kind.value not in expected:
+            continue
+        scale, zp = expected[op.kind.value]
+        q = producers[op.output]
+        assert q.op_type == "QuantizeLinear"
+        assert float(consts[q.input[1]]) == scale and int(consts[q.input[2]]) == zp
+        assert tflite[op.output]["quantization"] == (scale, zp - (0 if act_signed else 128))
