@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, numpy_helper
+from onnx import TensorProto
 
 from .qdq import _constants
 
@@ -129,6 +129,7 @@ class _Lowerer:
         self.weights: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # DQ(const) output
         self.ops: list[Op] = []
         self.fused: set[str] = set()  # activation nodes folded into their producer
+        self.transposed: set[str] = set()  # weights stored [in, out] (a MatMul's operand)
 
     def qparams(self, node: onnx.NodeProto) -> QParams:
         scale = self.consts[node.input[1]]
@@ -255,6 +256,27 @@ class _Lowerer:
         out, act = self._output(node, True)
         self.ops.append(Op(OpKind.FULLY_CONNECTED, (self.resolve(node.input[0]),), out,
                            node.name, act, np.ascontiguousarray(weight), scale, bias))
+
+    def _op_MatMul(self, node: onnx.NodeProto) -> None:
+        """``x @ W^T (+ b)``: a linear layer on a tensor of any rank (torch exports
+        ``nn.Linear`` on (N, H, W, C) so): FULLY_CONNECTED over the last axis, the bias from
+        the Add that follows, when there is one."""
+        if node.input[1] not in self.transposed:
+            raise LoweringError(f"{node.name}: MatMul of two activations (or of a weight not "
+                                "stored as [in, out]) is not lowered")
+        codes, scale = self._value(node.input[1])
+        weight = np.ascontiguousarray(codes.T)  # [out, in], per-channel axis 0 again
+        bias, last = None, node
+        users = self.consumers[node.output[0]]
+        if len(users) == 1 and users[0].op_type == "Add":
+            other = [i for i in users[0].input if i != node.output[0]]
+            if len(other) == 1 and (other[0] in self.weights or other[0] in self.consts):
+                bias = self._value(other[0])[0]
+                last = users[0]
+                self.fused.add(last.name)
+        out, act = self._output(last, True)
+        self.ops.append(Op(OpKind.FULLY_CONNECTED, (self.resolve(node.input[0]),), out,
+                           node.name, act, weight, scale, bias))
 
     def _binary(self, node: onnx.NodeProto, kind: OpKind) -> None:
         if any(i in self.consts or i in self.weights for i in node.input):
@@ -410,6 +432,15 @@ class _Lowerer:
 
     def _op_Transpose(self, node: onnx.NodeProto) -> None:
         perm = [int(p) for p in _attrs(node)["perm"]]
+        if node.input[0] in self.weights:  # a linear layer's weight, transposed for MatMul
+            codes, scale = self.weights[node.input[0]]
+            self.weights[node.output[0]] = (codes.transpose(perm), scale)
+            self.transposed.add(node.output[0])
+            return
+        if node.input[0] in self.consts:  # the same, in a float model
+            self.consts[node.output[0]] = np.asarray(self.consts[node.input[0]]).transpose(perm)
+            self.transposed.add(node.output[0])
+            return
         if perm[0] != 0:
             raise LoweringError(f"{node.name}: a transpose {perm} that moves the batch "
                                 "dimension (only per-sample permutations are lowered)")
@@ -459,7 +490,7 @@ def infer_shapes(graph: OpGraph, batch: int = 1) -> dict[str, tuple[int, ...]]:
             out = (x[0], c, _pooled(x[2], kernel[0], s[0], dil[0], t + b),
                    _pooled(x[3], kernel[1], s[1], dil[1], l + r))
         elif op.kind is OpKind.FULLY_CONNECTED:
-            out = (x[0], op.weight.shape[0])
+            out = (*x[:-1], op.weight.shape[0])
         elif op.kind is OpKind.MEAN:
             out = (x[0], x[1], 1, 1)
         elif op.kind is OpKind.STRIDED_SLICE:

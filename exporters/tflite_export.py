@@ -6,7 +6,11 @@ numbers. litert-torch's PT2E flow calibrates its own observers, and onnx2tf + Te
 converter re-quantizes from a representative dataset; neither can be told "use these scales".
 Here every int8 scale and zero point is the ``Encodings``' (read from the QDQ file), so the
 integer reference, the QDQ model and the ``.tflite`` are one model. Mapping:
-- layout NCHW -> NHWC (activations, OHWI conv filters, 1HWC depthwise filters);
+- layouts: every 4-D tensor a spatial kernel reads or writes is NHWC (OHWI conv filters,
+  1HWC depthwise filters); other tensors keep whatever axis order makes the ops around them
+  cheapest, so a ConvNeXt-style ``permute(0, 2, 3, 1)`` before a linear layer costs no
+  TRANSPOSE at all (each tensor's layout is chosen as it is produced; a TRANSPOSE is added only
+  where a consumer needs another);
 - uint8 activation encodings become int8 with ``zero_point - 128``: the same real numbers and
   the same integer arithmetic (every kernel works on ``q - zero_point``), as TFLite requires
   int8 for per-channel kernels;
@@ -27,12 +31,14 @@ from .artifact import Artifact, ArtifactFormat
 from .lowering import Activation, LoweringError, Op, OpGraph, OpKind, QParams, infer_shapes, \
     lower_file
 
-NHWC = (0, 2, 3, 1)  # NCHW -> NHWC permutation
-AXIS_TO_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}
+NHWC = (0, 2, 3, 1)  # where TFLite keeps the ONNX axes of a 4-D activation
 _VERSIONS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4, "ADD": 2, "MEAN": 2,
              "MAX_POOL_2D": 2, "STRIDED_SLICE": 2, "PAD": 2, "RESHAPE": 1, "QUANTIZE": 2,
              "DEQUANTIZE": 2, "TRANSPOSE": 2, "MUL": 2, "SUB": 2, "CONCATENATION": 2,
              "AVERAGE_POOL_2D": 2, "LOGISTIC": 2, "TANH": 2, "GELU": 2, "HARD_SWISH": 1}
+SPATIAL = {OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.MAX_POOL, OpKind.AVERAGE_POOL,
+           OpKind.MEAN}
+ACTIVATIONS = {OpKind.LOGISTIC, OpKind.TANH, OpKind.HARD_SWISH}
 
 
 def _schema():
@@ -41,26 +47,22 @@ def _schema():
     return schema
 
 
-def _nhwc(shape: tuple[int, ...]) -> list[int]:
-    return [shape[i] for i in NHWC] if len(shape) == 4 else list(shape)
-
-
-def _layout(rank: int) -> tuple[int, ...]:
-    """Where TFLite keeps a tensor's ONNX axes: NHWC for 4-D activations, as is otherwise."""
+def _default_layout(rank: int) -> tuple[int, ...]:
+    """The layout a graph input/output has in TFLite: NHWC for 4-D, as it is otherwise."""
     return NHWC if rank == 4 else tuple(range(rank))
 
 
-def _inverse(perm: tuple[int, ...]) -> list[int]:
+def _inverse(perm) -> tuple[int, ...]:
     out = [0] * len(perm)
     for i, p in enumerate(perm):
         out[p] = i
-    return out
+    return tuple(out)
 
 
-def _layout_free(shape: tuple[int, ...]) -> bool:
-    """NHWC and NCHW hold the elements in the same memory order (not 4-D, one channel, or
-    one pixel), so a RESHAPE needs no TRANSPOSE around it."""
-    return len(shape) != 4 or shape[1] == 1 or shape[2] * shape[3] == 1
+def _same_order(shape: tuple[int, ...], a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Do layouts ``a`` and ``b`` hold the elements in the same memory order? (True when
+    they differ only in where size-1 axes sit.)"""
+    return [i for i in a if shape[i] != 1] == [i for i in b if shape[i] != 1]
 
 
 def _same_padding(size: int, kernel: int, stride: int, dilation: int, pad_lo: int,
@@ -80,7 +82,8 @@ class _Writer:
         self.shapes = infer_shapes(graph)
         self.tensors: list = []
         self.buffers = [self.s.BufferT()]  # buffer 0: the empty sentinel
-        self.index: dict[str, int] = {}
+        self.index: dict[tuple[str, tuple[int, ...]], int] = {}  # (value, layout) -> tensor
+        self.layout: dict[str, tuple[int, ...]] = {}  # where each value was produced
         self.derived: dict[str, QParams] = {}  # quantization of tensors the writer adds
         self.codes: dict[tuple[int, int], int] = {}
         self.operators: list = []
@@ -107,22 +110,42 @@ class _Writer:
         self.tensors.append(t)
         return len(self.tensors) - 1
 
-    def activation(self, name: str, shape: tuple[int, ...] | None = None, *,
-                   nhwc: bool = True) -> int:
-        """The tensor of a graph value (created on first use), NHWC unless ``nhwc=False``,
-        int8 or float32; ``shape`` (NCHW) for tensors the writer adds."""
-        if name in self.index:
-            return self.index[name]
+    def _new(self, name: str, layout: tuple[int, ...], label: str | None = None,
+             shape: tuple[int, ...] | None = None) -> int:
+        """A new int8/float32 tensor holding value ``name`` (its quantization) in ``layout``."""
         q = self.graph.quant.get(name, self.derived.get(name))
         shape = shape or self.shapes[name]
-        shape = _nhwc(shape) if nhwc else list(shape)
+        tfl_shape = [shape[i] for i in layout]
+        label = label or name
         if q is None:
-            idx = self._add_tensor(name, shape, self.s.TensorType.FLOAT32, dynamic_batch=True)
-        else:
-            zp = q.zero_point - 128 if not q.signed else q.zero_point
-            idx = self._add_tensor(name, shape, self.s.TensorType.INT8,
-                                   quant=self._quant([q.scale], [zp]), dynamic_batch=True)
-        self.index[name] = idx
+            return self._add_tensor(label, tfl_shape, self.s.TensorType.FLOAT32,
+                                    dynamic_batch=True)
+        zp = q.zero_point - 128 if not q.signed else q.zero_point
+        return self._add_tensor(label, tfl_shape, self.s.TensorType.INT8,
+                                quant=self._quant([q.scale], [zp]), dynamic_batch=True)
+
+    def output(self, name: str, layout: tuple[int, ...]) -> int:
+        """The tensor an op writes value ``name`` into, in ``layout``."""
+        self.layout[name] = tuple(layout)
+        idx = self._new(name, tuple(layout))
+        self.index[(name, tuple(layout))] = idx
+        return idx
+
+    def tensor(self, name: str, layout: tuple[int, ...] | None = None) -> int:
+        """The tensor holding value ``name`` in ``layout`` (default: where it was produced);
+        a TRANSPOSE from its own layout is added on first need."""
+        have = self.layout.setdefault(name, _default_layout(len(self.shapes[name])))
+        if (name, have) not in self.index:  # the graph input
+            self.index[(name, have)] = self._new(name, have)
+        layout = tuple(layout) if layout is not None else have
+        if (name, layout) in self.index:
+            return self.index[(name, layout)]
+        perm = [_inverse(have)[axis] for axis in layout]
+        idx = self._new(name, layout, f"{name}.{''.join(map(str, layout))}")
+        self.operator("TRANSPOSE", [self.index[(name, have)],
+                                    self.const_int32(f"{name}.perm{len(self.tensors)}", perm)],
+                      [idx], "TransposeOptions", self.s.TransposeOptionsT())
+        self.index[(name, layout)] = idx
         return idx
 
     def const_int32(self, name: str, values) -> int:
@@ -183,10 +206,36 @@ class _Writer:
         name = f"{op.inputs[0]}.padded_for.{op.name}"
         if op.inputs[0] in self.graph.quant:
             self.derived[name] = self.graph.quant[op.inputs[0]]
-        out = self.activation(name, padded)
+        out = self._new(name, NHWC, shape=padded)
         pads = self.const_int32(f"{name}.paddings", [[0, 0], [t, b], [l, r], [0, 0]])
         self.operator("PAD", [src, pads], [out], "PadOptions", self.s.PadOptionsT())
         return out, self.s.Padding.VALID
+
+    def _activation_type(self, op: Op) -> int:
+        a = self.s.ActivationFunctionType
+        return {Activation.NONE: a.NONE, Activation.RELU: a.RELU,
+                Activation.RELU6: a.RELU6}[op.activation]
+
+    def spatial(self, op: Op) -> None:
+        """Convolutions, pools and the spatial mean: NHWC in, NHWC out."""
+        s, act = self.s, self._activation_type(op)
+        src, dst = self.tensor(op.inputs[0], NHWC), self.output(op.output, NHWC)
+        if op.kind is OpKind.MEAN:
+            opts = s.ReducerOptionsT()
+            opts.keepDims = True
+            axes = self.const_int32(f"{op.name}.axes", [1, 2])
+            self.operator("MEAN", [src, axes], [dst], "ReducerOptions", opts)
+            return
+        if op.kind in (OpKind.CONV, OpKind.DEPTHWISE_CONV):
+            self.conv(op, src, dst, act)
+            return
+        src, padding = self._padding(op, src, op.attrs["kernel"])
+        opts = s.Pool2DOptionsT()
+        opts.padding = padding
+        opts.strideH, opts.strideW = op.attrs["strides"]
+        opts.filterHeight, opts.filterWidth = op.attrs["kernel"]
+        opts.fusedActivationFunction = act
+        self.operator(op.kind.value, [src], [dst], "Pool2DOptions", opts)
 
     def conv(self, op: Op, src: int, dst: int, act: int) -> None:
         kernel = op.weight.shape[2:]
@@ -206,133 +255,115 @@ class _Writer:
         opts.fusedActivationFunction = act
         self.operator(code, [src, w, self.bias(op, in_q)], [dst], name, opts)
 
-    def write_op(self, op: Op) -> None:
+    def fully_connected(self, op: Op) -> None:
+        """Over the last ONNX axis, which must be TFLite's last too; other axes stay."""
+        rank = len(self.shapes[op.inputs[0]])
+        layout = self.layout.get(op.inputs[0], _default_layout(rank))
+        if layout[-1] != rank - 1:
+            layout = tuple(range(rank))
+        src, dst = self.tensor(op.inputs[0], layout), self.output(op.output, layout)
+        opts = self.s.FullyConnectedOptionsT()
+        opts.fusedActivationFunction = self._activation_type(op)
+        opts.keepNumDims = rank > 2
+        w = self.weight(op, op.weight, 0)
+        self.operator("FULLY_CONNECTED", [src, w, self.bias(op, self.graph.quant.get(
+            op.inputs[0]))], [dst], "FullyConnectedOptions", opts)
+
+    def elementwise(self, op: Op) -> None:
+        """Ops that work in any layout: the output keeps the first input's."""
         s = self.s
-        act = {Activation.NONE: s.ActivationFunctionType.NONE,
-               Activation.RELU: s.ActivationFunctionType.RELU,
-               Activation.RELU6: s.ActivationFunctionType.RELU6}[op.activation]
-        src = self.activation(op.inputs[0])
-        dst = self.activation(op.output)
-        if op.kind in (OpKind.CONV, OpKind.DEPTHWISE_CONV):
-            self.conv(op, src, dst, act)
-        elif op.kind is OpKind.FULLY_CONNECTED:
-            opts = s.FullyConnectedOptionsT()
-            opts.fusedActivationFunction = act
-            w = self.weight(op, op.weight, 0)
-            self.operator("FULLY_CONNECTED", [src, w, self.bias(op, self.graph.quant.get(
-                op.inputs[0]))], [dst], "FullyConnectedOptions", opts)
-        elif op.kind in (OpKind.ADD, OpKind.SUB, OpKind.MUL):
+        layout = self.layout.get(op.inputs[0], _default_layout(len(self.shapes[op.inputs[0]])))
+        srcs = [self.tensor(i, layout) for i in op.inputs]
+        dst = self.output(op.output, layout)
+        if op.kind in (OpKind.ADD, OpKind.SUB, OpKind.MUL):
             title = op.kind.value.title()
             opts = getattr(s, f"{title}OptionsT")()
-            opts.fusedActivationFunction = act
-            self.operator(op.kind.value, [src, self.activation(op.inputs[1])], [dst],
-                          f"{title}Options", opts)
-        elif op.kind is OpKind.MEAN:
-            opts = s.ReducerOptionsT()
-            opts.keepDims = True
-            axes = self.const_int32(f"{op.name}.axes", [1, 2])
-            self.operator("MEAN", [src, axes], [dst], "ReducerOptions", opts)
-        elif op.kind is OpKind.MAX_POOL:
-            src, padding = self._padding(op, src, op.attrs["kernel"])
-            opts = s.Pool2DOptionsT()
-            opts.padding = padding
-            opts.strideH, opts.strideW = op.attrs["strides"]
-            opts.filterHeight, opts.filterWidth = op.attrs["kernel"]
-            opts.fusedActivationFunction = act
-            self.operator("MAX_POOL_2D", [src], [dst], "Pool2DOptions", opts)
-        elif op.kind is OpKind.AVERAGE_POOL:
-            src, padding = self._padding(op, src, op.attrs["kernel"])
-            opts = s.Pool2DOptionsT()
-            opts.padding = padding
-            opts.strideH, opts.strideW = op.attrs["strides"]
-            opts.filterHeight, opts.filterWidth = op.attrs["kernel"]
-            opts.fusedActivationFunction = act
-            self.operator("AVERAGE_POOL_2D", [src], [dst], "Pool2DOptions", opts)
-        else:
-            self.write_layout_op(op, src, dst)
-
-    def write_layout_op(self, op: Op, src: int, dst: int) -> None:
-        s = self.s
-        shape = self.shapes[op.inputs[0]]
-        if op.kind in (OpKind.QUANTIZE, OpKind.REQUANTIZE):
-            self.operator("QUANTIZE", [src], [dst])
-        elif op.kind in (OpKind.LOGISTIC, OpKind.TANH, OpKind.HARD_SWISH):
-            self.operator(op.kind.value, [src], [dst])
+            opts.fusedActivationFunction = self._activation_type(op)
+            self.operator(op.kind.value, srcs, [dst], f"{title}Options", opts)
+        elif op.kind in (OpKind.QUANTIZE, OpKind.REQUANTIZE):
+            self.operator("QUANTIZE", srcs, [dst])
+        elif op.kind is OpKind.DEQUANTIZE:
+            self.operator("DEQUANTIZE", srcs, [dst])
+        elif op.kind in ACTIVATIONS:
+            self.operator(op.kind.value, srcs, [dst])
         elif op.kind is OpKind.GELU:
             opts = s.GeluOptionsT()
             opts.approximate = bool(op.attrs.get("approximate"))
-            self.operator("GELU", [src], [dst], "GeluOptions", opts)
+            self.operator("GELU", srcs, [dst], "GeluOptions", opts)
         elif op.kind is OpKind.CONCATENATION:
             opts = s.ConcatenationOptionsT()
-            opts.axis = AXIS_TO_NHWC[op.attrs["axis"]] if len(shape) == 4 else op.attrs["axis"]
-            self.operator("CONCATENATION", [self.activation(i) for i in op.inputs], [dst],
-                          "ConcatenationOptions", opts)
-        elif op.kind is OpKind.DEQUANTIZE:
-            self.operator("DEQUANTIZE", [src], [dst])
+            opts.axis = layout.index(op.attrs["axis"])
+            self.operator("CONCATENATION", srcs, [dst], "ConcatenationOptions", opts)
         elif op.kind is OpKind.STRIDED_SLICE:
-            begin, end, strides = [0] * len(shape), list(_nhwc(shape)), [1] * len(shape)
-            for start, stop, axis, step in zip(*(op.attrs[k] for k in
-                                                 ("starts", "ends", "axes", "steps"))):
-                ax = AXIS_TO_NHWC[axis] if len(shape) == 4 else axis
-                begin[ax], end[ax], strides[ax] = start, min(stop, shape[axis]), step
-            opts = s.StridedSliceOptionsT()
-            opts.beginMask = 1  # batch: from the start, whatever its size
-            opts.endMask = 1
-            self.operator("STRIDED_SLICE", [src, self.const_int32(f"{op.name}.begin", begin),
-                                            self.const_int32(f"{op.name}.end", end),
-                                            self.const_int32(f"{op.name}.strides", strides)],
-                          [dst], "StridedSliceOptions", opts)
+            self.strided_slice(op, srcs[0], dst, layout)
         elif op.kind is OpKind.PAD:
             half = len(op.attrs["pads"]) // 2
             pairs = list(zip(op.attrs["pads"][:half], op.attrs["pads"][half:]))
-            if len(shape) == 4:
-                pairs = [pairs[i] for i in NHWC]
-            self.operator("PAD", [src, self.const_int32(f"{op.name}.paddings", pairs)], [dst],
-                          "PadOptions", s.PadOptionsT())
-        elif op.kind is OpKind.RESHAPE:
-            self.reshape(op, src, dst)
-        elif op.kind is OpKind.TRANSPOSE:
-            # one TRANSPOSE in TFLite's layouts: output axis i holds ONNX axis perm[L_out[i]],
-            # which the input stores at position L_in^-1 of it (L: NHWC for 4-D tensors)
-            back = _inverse(_layout(len(shape)))
-            out_layout = _layout(len(op.attrs["perm"]))
-            perm = [back[op.attrs["perm"][i]] for i in out_layout]
-            self.operator("TRANSPOSE", [src, self.const_int32(f"{op.name}.perm", perm)], [dst],
-                          "TransposeOptions", s.TransposeOptionsT())
-        else:  # pragma: no cover
+            self.operator("PAD", [srcs[0], self.const_int32(f"{op.name}.paddings",
+                                                            [pairs[i] for i in layout])],
+                          [dst], "PadOptions", s.PadOptionsT())
+        else:  # pragma: no cover - lowering admits only the kinds handled here
             raise LoweringError(f"{op.name}: no TFLite form for {op.kind.value}")
 
-    def _relayout(self, name: str, src: int, shape: tuple[int, ...], perm: tuple[int, ...],
-                  out_name: str, nhwc: bool) -> int:
-        """A TRANSPOSE of ``src`` into a new tensor (same quantization as ``name``)."""
-        if name in self.graph.quant:
-            self.derived[out_name] = self.graph.quant[name]
-        out = self.activation(out_name, shape, nhwc=nhwc)
-        self.operator("TRANSPOSE", [src, self.const_int32(f"{out_name}.perm", perm)], [out],
-                      "TransposeOptions", self.s.TransposeOptionsT())
-        return out
+    def strided_slice(self, op: Op, src: int, dst: int, layout) -> None:
+        shape = self.shapes[op.inputs[0]]
+        begin, end, strides = [0] * len(shape), list(shape), [1] * len(shape)
+        for start, stop, axis, step in zip(*(op.attrs[k] for k in
+                                             ("starts", "ends", "axes", "steps"))):
+            begin[axis], end[axis], strides[axis] = start, min(stop, shape[axis]), step
+        opts = self.s.StridedSliceOptionsT()
+        opts.beginMask = opts.endMask = 1 << layout.index(0)  # the batch: all of it
+        self.operator("STRIDED_SLICE", [src] + [
+            self.const_int32(f"{op.name}.{k}", [v[i] for i in layout])
+            for k, v in (("begin", begin), ("end", end), ("strides", strides))],
+            [dst], "StridedSliceOptions", opts)
 
-    def reshape(self, op: Op, src: int, dst: int) -> None:
-        """RESHAPE reorders elements in ONNX's (NCHW) order: a 4-D tensor whose NHWC memory
-        order differs is transposed to NCHW before and back to NHWC after."""
+    def transpose(self, op: Op) -> None:
+        """Usually free: the output takes the layout in which TFLite's memory order is the
+        input's (``L_out = perm^-1 o L_in``), so the same tensor serves; a layout change that
+        a consumer needs becomes a TRANSPOSE there."""
+        src_name = op.inputs[0]
+        have = self.layout.setdefault(src_name, _default_layout(len(self.shapes[src_name])))
+        idx = self.tensor(src_name, have)
+        inv = _inverse(op.attrs["perm"])
+        layout = tuple(inv[axis] for axis in have)
+        if self.graph.quant.get(src_name) != self.graph.quant.get(op.output):
+            raise LoweringError(f"{op.name}: a transpose that changes the quantization")
+        self.layout[op.output] = layout
+        self.index[(op.output, layout)] = idx
+
+    def reshape(self, op: Op) -> None:
+        """RESHAPE reorders elements in ONNX's order: the input is read in its ONNX axis order
+        (a TRANSPOSE unless its layout already has that memory order), the output is written
+        in ONNX order, or NHWC when that is the same memory order."""
         shape, out_shape = self.shapes[op.inputs[0]], self.shapes[op.output]
-        if not _layout_free(shape):
-            src = self._relayout(op.inputs[0], src, shape, (0, 3, 1, 2),
-                                 f"{op.inputs[0]}.nchw.{op.name}", nhwc=False)
-        mid = dst
-        if not _layout_free(out_shape):
-            if op.output in self.graph.quant:
-                self.derived[f"{op.output}.nchw"] = self.graph.quant[op.output]
-            mid = self.activation(f"{op.output}.nchw", out_shape, nhwc=False)
-        target = [-1, *self.tensors[mid].shape[1:]]
+        rank = len(shape)
+        have = self.layout.setdefault(op.inputs[0], _default_layout(rank))
+        onnx_order = tuple(range(rank))
+        src = self.tensor(op.inputs[0], have if _same_order(shape, have, onnx_order)
+                          else onnx_order)
+        out_rank = len(out_shape)
+        layout = _default_layout(out_rank)
+        if not _same_order(out_shape, layout, tuple(range(out_rank))):
+            layout = tuple(range(out_rank))
+        dst = self.output(op.output, layout)
+        target = [-1, *self.tensors[dst].shape[1:]]
         opts = self.s.ReshapeOptionsT()
         opts.newShape = target
-        self.operator("RESHAPE", [src, self.const_int32(f"{op.name}.shape", target)], [mid],
+        self.operator("RESHAPE", [src, self.const_int32(f"{op.name}.shape", target)], [dst],
                       "ReshapeOptions", opts)
-        if mid != dst:
-            self.operator("TRANSPOSE", [mid, self.const_int32(f"{op.name}.to_nhwc",
-                                                               (0, 2, 3, 1))], [dst],
-                          "TransposeOptions", self.s.TransposeOptionsT())
+
+    def write_op(self, op: Op) -> None:
+        if op.kind in SPATIAL:
+            self.spatial(op)
+        elif op.kind is OpKind.FULLY_CONNECTED:
+            self.fully_connected(op)
+        elif op.kind is OpKind.TRANSPOSE:
+            self.transpose(op)
+        elif op.kind is OpKind.RESHAPE:
+            self.reshape(op)
+        else:
+            self.elementwise(op)
 
     def build(self) -> bytes:
         import flatbuffers
@@ -340,10 +371,13 @@ class _Writer:
         for op in self.graph.ops:
             self.write_op(op)
         s = self.s
+        out = self.graph.output
+        output = self.tensor(out, _default_layout(len(self.shapes[out])))
         sub = s.SubGraphT()
         sub.tensors, sub.operators, sub.name = self.tensors, self.operators, "main"
-        sub.inputs = [self.index[self.graph.input]]
-        sub.outputs = [self.index[self.graph.output]]
+        inp = self.graph.input
+        sub.inputs = [self.index[(inp, self.layout[inp])]]
+        sub.outputs = [output]
         model = s.ModelT()
         model.version, model.description = 3, "convdeploy"
         model.subgraphs, model.buffers = [sub], self.buffers

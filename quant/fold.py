@@ -182,3 +182,65 @@ def _drop_unused_attributes(gm: GraphModule) -> None:
         if name not in used:
             owner, _, attr = name.rpartition(".")
             delattr(gm.get_submodule(owner) if owner else gm, attr)
+
+
+def fold_scales(gm: GraphModule) -> list[str]:
+    """Fold a per-channel constant scale (ConvNeXt's layer scale ``gamma * f(x)``) into the
+    convolution or linear layer that computes ``f(x)``, when that layer's output is used by the
+    product alone: ``w' = gamma[c] * w[c]``, ``b' = gamma[c] * b[c]`` (exact in float64, and no
+    quantized constant product is left). Returns the folded product nodes' names."""
+    folded = []
+    for mul in list(gm.graph.nodes):
+        if mul.op != "call_function" or mul.target is not aten.mul.Tensor:
+            continue
+        layer, scale = mul.args
+        if not isinstance(scale, Node) or scale.op != "get_attr":
+            layer, scale = scale, layer
+        if not (isinstance(layer, Node) and isinstance(scale, Node) and scale.op == "get_attr"
+                and layer.op == "call_function" and layer.target in CONV_OPS | LINEAR_OPS
+                and len(layer.users) == 1 and layer.args[1].op == "get_attr"
+                and len(layer.args[1].users) == 1):
+            continue
+        gamma = get_attr_tensor(gm, scale.target).detach().double()
+        channels = get_attr_tensor(gm, layer.args[1].target).shape[0]
+        axis = 1 if layer.target in CONV_OPS else layer.meta["val"].dim() - 1
+        per_channel = _along(gamma, layer.meta["val"].dim(), axis, channels)
+        if per_channel is None:
+            continue
+        bias = layer.args[2] if len(layer.args) > 2 else None
+        if bias is not None and (bias.op != "get_attr" or len(bias.users) != 1):
+            continue
+        _scale_outputs(gm, layer, per_channel)
+        mul.replace_all_uses_with(layer)
+        folded.append(mul.name)
+    gm.graph.eliminate_dead_code()
+    _drop_unused_attributes(gm)
+    gm.recompile()
+    return folded
+
+
+LINEAR_OPS = {aten.linear.default}
+
+
+def _along(gamma: torch.Tensor, rank: int, axis: int, channels: int) -> torch.Tensor | None:
+    """``gamma`` as one factor per channel, if it broadcasts along ``axis`` only."""
+    if gamma.dim() > rank:
+        return None
+    shape = [1] * (rank - gamma.dim()) + list(gamma.shape)
+    if gamma.numel() == 1:
+        return gamma.reshape(1).expand(channels).clone()
+    if shape[axis] != channels or any(s != 1 for i, s in enumerate(shape) if i != axis):
+        return None
+    return gamma.reshape(channels)
+
+
+def _scale_outputs(gm: GraphModule, layer: Node, factor: torch.Tensor) -> None:
+    w_node = layer.args[1]
+    weight = get_attr_tensor(gm, w_node.target)
+    shape = [-1] + [1] * (weight.dim() - 1)
+    set_attr_tensor(gm, w_node.target,
+                    (weight.detach().double() * factor.reshape(shape)).to(weight.dtype))
+    bias = layer.args[2] if len(layer.args) > 2 else None
+    if bias is not None:
+        b = get_attr_tensor(gm, bias.target)
+        set_attr_tensor(gm, bias.target, (b.detach().double() * factor).to(b.dtype))

@@ -90,7 +90,7 @@ def fully_connected(x: np.ndarray, x_zp: int, w: np.ndarray,
     xo = x.astype(np.int64) - x_zp
     _exact(xo, w, w.shape[1])
     acc = np.rint(xo.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
-    return acc if bias is None else acc + bias.astype(np.int64).reshape(1, -1)
+    return acc if bias is None else acc + bias.astype(np.int64)  # over the last axis
 
 
 def add(a: np.ndarray, a_q, b: np.ndarray, b_q, out_q, low: int, high: int,

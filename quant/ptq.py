@@ -14,7 +14,7 @@ from convdeploy.errors import ConvdeployError
 
 from .encodings import Encodings
 from .fakequant import ActivationQuantizer, Mode, Quantizer
-from .fold import fold_batchnorm
+from .fold import fold_batchnorm, fold_scales
 from .insert import insert_quantizers, quantizers_of
 from .config import PTQConfig, PTQMethod
 from .scheme import Calibration, QuantScheme
@@ -91,6 +91,7 @@ def prepare(gm: GraphModule, scheme: QuantScheme) -> QuantizedModel:
     """Fold BatchNorm and insert (uncalibrated) quantizers into a copy of ``gm``."""
     gm = copy.deepcopy(gm)
     folded = fold_batchnorm(gm)
+    fold_scales(gm)  # layer scales, into the layer before them
     result = insert_quantizers(gm, scheme)
     enc = Encodings(scheme=scheme.to_dict(), output=result.output_key)
     return QuantizedModel(graph=gm, scheme=scheme, encodings=enc, folded_batchnorms=folded)

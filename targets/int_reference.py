@@ -64,7 +64,8 @@ def _fully_connected(op, values, quant, ar):
     q_in, q_out = quant[op.inputs[0]], quant[op.output]
     acc = k.fully_connected(values[op.inputs[0]], q_in.zero_point, op.weight, op.bias)
     return k.requantize(acc, q_in.scale, op.weight_scale, q_out.scale, q_out.zero_point,
-                        *_range(op, quant), rounding=ar.fully_connected)
+                        *_range(op, quant), channel_axis=acc.ndim - 1,
+                        rounding=ar.fully_connected)
 
 
 def _binary(name: str, rounding: str):

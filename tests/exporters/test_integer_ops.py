@@ -254,3 +254,37 @@ def test_fixed_output_encodings_reach_every_file_unchanged(act_signed):
         assert q.op_type == "QuantizeLinear"
         assert float(consts[q.input[1]]) == scale and int(consts[q.input[2]]) == zp
         assert tflite[op.output]["quantization"] == (scale, zp - (0 if act_signed else 128))
+
+
+class ChannelsLastMlp(nn.Module):
+    """ConvNeXt's block without its LayerNorm: 7x7 depthwise, permute to channels-last, two
+    linear layers (exported as MatMul + Add) with GELU, a layer scale, permute back, residual."""
+
+    def __init__(self, dim: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, dim, 2, stride=2)
+        self.dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.pw1 = nn.Linear(dim, 4 * dim)
+        self.pw2 = nn.Linear(4 * dim, dim)
+        self.gamma = nn.Parameter(torch.rand(dim) + 0.5)
+        self.fc = nn.Linear(dim, 5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.pw2(nn.functional.gelu(self.pw1(y))) * self.gamma
+        return self.fc((x + y.permute(0, 3, 1, 2)).mean((2, 3)))
+
+
+def test_channels_last_linear_layers_need_no_transpose_in_tflite():
+    from ai_edge_litert import schema_py_generated as schema
+
+    rt = roundtrip(ChannelsLastMlp(), (3, 16, 16))
+    kinds = [op.kind for op in rt.graph.ops]
+    assert kinds.count(OpKind.FULLY_CONNECTED) == 3 and OpKind.MUL not in kinds  # scale folded
+    _check(rt)
+    model = schema.ModelT.InitFromPackedBuf(rt.tflite.path.read_bytes(), 0)
+    names = {c: n for n, c in vars(schema.BuiltinOperator).items() if isinstance(c, int)}
+    ops = [names[model.operatorCodes[o.opcodeIndex].builtinCode]
+           for o in model.subgraphs[0].operators]
+    assert "TRANSPOSE" not in ops, ops  # both permutes became layout choices
