@@ -55,6 +55,7 @@ class OpKind(str, Enum):
     TANH = "TANH"          # 256-entry lookup table (quant.integer_kernels.lut_table)
     GELU = "GELU"
     HARD_SWISH = "HARD_SWISH"
+    FLOAT_ISLAND = "FLOAT_ISLAND"  # DEQUANTIZE -> float op(s) -> QUANTIZE (quant.float_kernels)
 
 
 _QTYPES = {TensorProto.INT8: (8, True), TensorProto.UINT8: (8, False),
@@ -107,6 +108,12 @@ class OpGraph:
     @property
     def quantized(self) -> bool:
         return bool(self.quant)
+
+    def float_islands(self) -> list[str]:
+        """The layers that run in float between a DEQUANTIZE and a QUANTIZE (no integer
+        kernel), as "name (ONNX op)"."""
+        return [f"{op.name} ({op.attrs['onnx']})" for op in self.ops
+                if op.kind is OpKind.FLOAT_ISLAND]
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
@@ -214,7 +221,11 @@ class _Lowerer:
                             "(only ReLU and ReLU6)")
 
     def _compute(self, node: onnx.NodeProto) -> None:
+        from convdeploy.quant.float_kernels import ISLAND_OPS
+
         handler = getattr(self, f"_op_{node.op_type}", None)
+        if handler is None and node.op_type in ISLAND_OPS:
+            handler = getattr(self, f"_island_{node.op_type}")
         if handler is None:
             raise LoweringError(f"{node.name}: op {node.op_type} has no integer kernel here "
                                 "(supported: Conv, Gemm, Add, Sub, Mul, Concat, ReduceMean, "
@@ -310,6 +321,30 @@ class _Lowerer:
 
     def _op_HardSwish(self, node: onnx.NodeProto) -> None:
         self._unary(node, OpKind.HARD_SWISH)
+
+    def _island_LayerNormalization(self, node: onnx.NodeProto) -> None:
+        """No integer kernel: the op runs in float between the Encodings' numbers."""
+        a = _attrs(node)
+        rank = len(self.shapes.get(node.input[0], ()))
+        axis = int(a.get("axis", -1)) % rank if rank else int(a.get("axis", -1))
+        if axis != rank - 1:
+            raise LoweringError(f"{node.name}: LayerNormalization over axes {axis}.. of "
+                                f"{rank} (only the last axis runs as an island)")
+        consts = [self._float_const(n) if n else None for n in
+                  (list(node.input[1:3]) + [""] * 2)[:2]]
+        out, _ = self._output(node, False)
+        self.ops.append(Op(OpKind.FLOAT_ISLAND, (self.resolve(node.input[0]),), out, node.name,
+                           attrs={"onnx": "LayerNormalization", "axis": axis,
+                                  "epsilon": float(a.get("epsilon", 1e-5)),
+                                  "scale": consts[0], "bias": consts[1]}))
+
+    def _float_const(self, name: str) -> np.ndarray:
+        """A constant operand of an island in float32 (a quantized one as DequantizeLinear
+        computes it: codes times scale)."""
+        values, scale = self._value(name)
+        if scale is None:
+            return np.asarray(values, dtype=np.float32)
+        return (values.astype(np.float32) * scale.astype(np.float32)).astype(np.float32)
 
     def _onto(self, src: str, q: QParams | None, name: str) -> str:
         """``src`` on the grid ``q``: itself, or a REQUANTIZE of it (TFLite's int8 kernels that

@@ -362,8 +362,73 @@ class _Writer:
             self.transpose(op)
         elif op.kind is OpKind.RESHAPE:
             self.reshape(op)
+        elif op.kind is OpKind.FLOAT_ISLAND:
+            self.island(op)
         else:
             self.elementwise(op)
+
+    # float islands ----------------------------------------------------------------------
+    def _float(self, label: str, shape: tuple[int, ...], layout) -> int:
+        return self._add_tensor(label, [shape[i] for i in layout], self.s.TensorType.FLOAT32,
+                                dynamic_batch=True)
+
+    def _const_float(self, name: str, values: np.ndarray, shape: list[int]) -> int:
+        arr = np.asarray(values, dtype=np.float32).reshape(shape)
+        return self._add_tensor(name, shape, self.s.TensorType.FLOAT32, arr)
+
+    def island(self, op: Op) -> None:
+        """DEQUANTIZE -> the float ops of ``quant.float_kernels`` -> QUANTIZE, in the input's
+        layout (a float graph: the float ops alone)."""
+        name = op.inputs[0]
+        shape = self.shapes[name]
+        layout = self.layout.get(name, _default_layout(len(shape)))
+        x = self.tensor(name, layout)
+        if name in self.graph.quant:
+            f = self._float(f"{name}.float.{op.name}", shape, layout)
+            self.operator("DEQUANTIZE", [x], [f])
+            x = f
+        quantized = op.output in self.graph.quant
+        dst = self.output(op.output, layout)
+        last = self._float(f"{op.output}.float", shape, layout) if quantized else dst
+        self.layer_norm(op, x, last, shape, layout)
+        if quantized:
+            self.operator("QUANTIZE", [last], [dst])
+
+    def layer_norm(self, op: Op, x: int, out: int, shape, layout) -> None:
+        """MEAN, SUB, MUL, MEAN, ADD, RSQRT, MUL, MUL, ADD (``float_kernels.layer_norm``)."""
+        s = self.s
+        axis = layout.index(op.attrs["axis"])
+        reduced = tuple(1 if i == op.attrs["axis"] else d for i, d in enumerate(shape))
+        axes = self.const_int32(f"{op.name}.axes", [axis])
+
+        def mean(src: int, label: str) -> int:
+            t = self._float(f"{op.name}.{label}", reduced, layout)
+            opts = s.ReducerOptionsT()
+            opts.keepDims = True
+            self.operator("MEAN", [src, axes], [t], "ReducerOptions", opts)
+            return t
+
+        def binary(code: str, a: int, b: int, label: str, dst: int | None = None,
+                   like=shape) -> int:
+            t = dst if dst is not None else self._float(f"{op.name}.{label}", like, layout)
+            title = code.title()
+            self.operator(code, [a, b], [t], f"{title}Options", getattr(s, f"{title}OptionsT")())
+            return t
+
+        centred = binary("SUB", x, mean(x, "mean"), "centred")
+        variance = mean(binary("MUL", centred, centred, "squared"), "variance")
+        eps = self._const_float(f"{op.name}.epsilon", [op.attrs["epsilon"]], [1])
+        shifted = binary("ADD", variance, eps, "variance_eps", like=reduced)
+        inv = self._float(f"{op.name}.rsqrt", reduced, layout)
+        self.operator("RSQRT", [shifted], [inv])
+        steps = [("MUL", op.attrs.get("scale")), ("ADD", op.attrs.get("bias"))]
+        steps = [(code, v) for code, v in steps if v is not None]
+        y = binary("MUL", centred, inv, "normalised", out if not steps else None)
+        const_shape = [1] * len(shape)
+        const_shape[axis] = shape[op.attrs["axis"]]
+        for i, (code, values) in enumerate(steps):
+            c = self._const_float(f"{op.name}.{code.lower()}_const", values, const_shape)
+            y = binary(code, y, c, f"affine{i}", out if i == len(steps) - 1 else None)
 
     def build(self) -> bytes:
         import flatbuffers
@@ -404,7 +469,8 @@ class TfliteExporter:
 
     def export(self, source: Artifact, directory: Path) -> Artifact:
         try:
-            data = tflite_bytes(lower_file(source.path))
+            graph = lower_file(source.path)
+            data = tflite_bytes(graph)
         except LoweringError as exc:
             raise ConvdeployError(f"{source.path.name} cannot be written as TFLite: {exc}",
                                   fix="drop mobile-litert from --targets, or change that layer")
@@ -415,6 +481,7 @@ class TfliteExporter:
                         input_name=source.input_name, output_name=source.output_name,
                         input_shape=source.input_shape, output_scale=source.output_scale,
                         details={"layout": "NHWC", "source": source.path.name,
+                                 "float_islands": graph.float_islands(),
                                  **({"weight_container": source.details["weight_container"]}
                                     if "weight_container" in source.details else {})},
                         scheme=source.scheme)

@@ -34,10 +34,12 @@ def _range(op, quant) -> tuple[int, int]:
 
 
 def _quantize(op, values, quant, ar):
+    """TFLite's QUANTIZE of floats: ``round(x / s) + zp`` in float32, rounding half away from
+    zero (TfLiteRound), clamped."""
     q = quant[op.output]
-    s = np.float32(q.scale)
-    return np.clip(np.rint(values[op.inputs[0]] / s).astype(np.int64) + q.zero_point,
-                   q.qmin, q.qmax)
+    scaled = (values[op.inputs[0]] / np.float32(q.scale)).astype(np.float32).astype(np.float64)
+    rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)  # exact in float64
+    return np.clip(rounded.astype(np.int64) + q.zero_point, q.qmin, q.qmax)
 
 
 def _dequantize(op, values, quant, ar):
@@ -128,12 +130,28 @@ def _hard_swish(op, values, quant, ar):
     return k.hard_swish(values[op.inputs[0]], quant[op.inputs[0]], quant[op.output])
 
 
+def _float_island(op, values, quant, ar):
+    """Dequantize the inputs, run the op in float32 as the TFLite writer decomposes it,
+    quantize onto the output's encoding (a float graph skips both ends)."""
+    from convdeploy.quant import float_kernels
+
+    inputs = []
+    for name in op.inputs:
+        q = quant.get(name)
+        v = values[name]
+        inputs.append(v if q is None else
+                      (v - q.zero_point).astype(np.float32) * np.float32(q.scale))
+    y = float_kernels.run(op.attrs["onnx"], inputs, op.attrs)
+    return y if op.output not in quant else _quantize(op, {op.inputs[0]: y}, quant, ar)
+
+
 _KERNELS = {
     "QUANTIZE": _quantize, "DEQUANTIZE": _dequantize, "CONV": _conv, "DEPTHWISE_CONV": _conv,
     "FULLY_CONNECTED": _fully_connected, "ADD": _binary("add", "add"),
     "SUB": _binary("sub", "add"), "MUL": _binary("mul", "mul"), "MEAN": _mean,
     "MAX_POOL": _max_pool, "AVERAGE_POOL": _average_pool, "PAD": _pad,
     "REQUANTIZE": _requantize, "LOGISTIC": _lut, "TANH": _lut, "GELU": _lut, "HARD_SWISH": _hard_swish,
+    "FLOAT_ISLAND": _float_island,
     "STRIDED_SLICE": lambda op, values, quant, ar: _slice(values[op.inputs[0]], op.attrs),
     "RESHAPE": lambda op, values, quant, ar: values[op.inputs[0]].reshape(
         (values[op.inputs[0]].shape[0], *op.attrs["sample_shape"])),
@@ -211,4 +229,5 @@ class IntReferenceTarget(TargetBase):
         graph = lower_file(artifact.path)
         return IntegerRunnable(graph, None, options.threads,
                                {"runtime": f"numpy {np.__version__} (integer kernels)",
-                                "ops": len(graph.ops)})
+                                "ops": len(graph.ops),
+                                "float_islands": graph.float_islands()})

@@ -80,7 +80,8 @@ class LiteRtTarget(TargetBase):
         return LiteRtRunnable(artifact.path, self.resolver, options.threads,
                               {"runtime": f"ai-edge-litert {md.version('ai-edge-litert')}",
                                "kernels": "XNNPACK" if self.resolver == "AUTO" else "reference",
-                               "layout": "NHWC"})
+                               "layout": "NHWC",
+                               "float_islands": artifact.details.get("float_islands", [])})
 
 
 class LiteRtReferenceTarget(LiteRtTarget):

@@ -288,3 +288,55 @@ def test_channels_last_linear_layers_need_no_transpose_in_tflite():
     ops = [names[model.operatorCodes[o.opcodeIndex].builtinCode]
            for o in model.subgraphs[0].operators]
     assert "TRANSPOSE" not in ops, ops  # both permutes became layout choices
+
+
+class ConvNeXtBlockNet(ChannelsLastMlp):
+    """ConvNeXt's block whole: the LayerNorm over channels (channels-last) is a float island
+    on integer targets."""
+
+    def __init__(self, dim: int = 8) -> None:
+        super().__init__(dim)
+        self.norm = nn.LayerNorm(dim)
+        self.norm.weight.data.uniform_(0.5, 1.5)
+        self.norm.bias.data.uniform_(-0.2, 0.2)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.norm(self.dw(x).permute(0, 2, 3, 1))
+        y = self.pw2(nn.functional.gelu(self.pw1(y))) * self.gamma
+        return self.fc((x + y.permute(0, 3, 1, 2)).mean((2, 3)))
+
+
+def test_layer_norm_runs_as_a_float_island_bit_exact():
+    rt = roundtrip(ConvNeXtBlockNet(), (3, 16, 16))
+    islands = [op for op in rt.graph.ops if op.kind is OpKind.FLOAT_ISLAND]
+    assert [op.attrs["onnx"] for op in islands] == ["LayerNormalization"]
+    assert rt.graph.float_islands() == [f"{islands[0].name} (LayerNormalization)"]
+    assert rt.tflite.details["float_islands"] == rt.graph.float_islands()  # in the report
+    _check(rt)
+
+
+@pytest.mark.parametrize("channels", [7, 96, 384])
+def test_layer_norm_island_equals_litert_over_wide_rows(channels, tmp_path):
+    """The float island's reductions are summed in LiteRT's order: bit-exact on 512 rows
+    of up to 384 channels (a different summation order flips output codes here)."""
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    from convdeploy.exporters.lowering import Op, OpGraph, QParams
+    from convdeploy.exporters.tflite_export import tflite_bytes
+    from convdeploy.targets.int_reference import IntegerRunnable
+    from convdeploy.targets.mobile_litert import LiteRtRunnable
+
+    rng = np.random.default_rng(channels)
+    attrs = {"onnx": "LayerNormalization", "axis": 1, "epsilon": 1e-6,
+             "scale": rng.uniform(0.5, 1.5, channels).astype(np.float32),
+             "bias": rng.uniform(-0.2, 0.2, channels).astype(np.float32)}
+    ops = [Op(OpKind.QUANTIZE, ("x",), "q", "quantize"),
+           Op(OpKind.FLOAT_ISLAND, ("q",), "y", "norm", attrs=attrs),
+           Op(OpKind.DEQUANTIZE, ("y",), "out", "dequantize")]
+    graph = OpGraph(ops, {"q": QParams(0.05, 7, 8, False), "y": QParams(0.03, 3, 8, True)},
+                    "x", "out", (channels,))
+    path = tmp_path / "ln.tflite"
+    path.write_bytes(tflite_bytes(graph))
+    x = (rng.standard_normal((512, channels)) * 3 + 1).astype(np.float32)
+    lite = next(iter(LiteRtRunnable(path, "BUILTIN_REF", 1)({"x": x}).values()))
+    np.testing.assert_array_equal(lite, IntegerRunnable(graph).codes(x)["out"])
