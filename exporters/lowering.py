@@ -290,11 +290,25 @@ class _Lowerer:
                            node.name, act, weight, scale, bias))
 
     def _binary(self, node: onnx.NodeProto, kind: OpKind) -> None:
-        if any(i in self.consts or i in self.weights for i in node.input):
-            raise LoweringError(f"{node.name}: {node.op_type} of a constant is not lowered")
+        """ADD/SUB/MUL of two activations, or of an activation and a constant (its int8 codes
+        and per-tensor scale kept on the op; a float constant in a float graph)."""
+        const = [k for k, i in enumerate(node.input) if i in self.consts or i in self.weights]
+        if not const:
+            out, act = self._output(node, True)
+            self.ops.append(Op(kind, tuple(self.resolve(i) for i in node.input), out,
+                               node.name, act))
+            return
+        if len(const) == 2:
+            raise LoweringError(f"{node.name}: {node.op_type} of two constants (fold it)")
+        codes, scale = self._value(node.input[const[0]])
+        if self.quant and (scale is None or scale.size != 1):
+            raise LoweringError(f"{node.name}: {node.op_type} of a constant without a "
+                                "per-tensor encoding (quantize the model with convdeploy)")
+        other = node.input[1 - const[0]]
         out, act = self._output(node, True)
-        self.ops.append(Op(kind, tuple(self.resolve(i) for i in node.input), out, node.name,
-                           act))
+        self.ops.append(Op(kind, (self.resolve(other),), out, node.name, act,
+                           weight=np.asarray(codes), weight_scale=scale,
+                           attrs={"constant_first": const[0] == 0}))
 
     def _op_Add(self, node: onnx.NodeProto) -> None:
         self._binary(node, OpKind.ADD)
@@ -547,7 +561,8 @@ def infer_shapes(graph: OpGraph, batch: int = 1) -> dict[str, tuple[int, ...]]:
             out = list(x)
             out[axis] = sum(shapes[i][axis] for i in op.inputs)
         elif op.kind in (OpKind.ADD, OpKind.SUB, OpKind.MUL):
-            out = np.broadcast_shapes(*(shapes[i] for i in op.inputs))
+            out = np.broadcast_shapes(*(shapes[i] for i in op.inputs),
+                                      *(() if op.weight is None else (op.weight.shape,)))
         else:
             out = x
         shapes[op.output] = tuple(int(d) for d in out)

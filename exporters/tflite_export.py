@@ -274,6 +274,8 @@ class _Writer:
         s = self.s
         layout = self.layout.get(op.inputs[0], _default_layout(len(self.shapes[op.inputs[0]])))
         srcs = [self.tensor(i, layout) for i in op.inputs]
+        if op.weight is not None:  # ADD/SUB/MUL of a constant
+            srcs.insert(0 if op.attrs.get("constant_first") else 1, self.constant(op, layout))
         dst = self.output(op.output, layout)
         if op.kind in (OpKind.ADD, OpKind.SUB, OpKind.MUL):
             title = op.kind.value.title()
@@ -304,6 +306,18 @@ class _Writer:
                           [dst], "PadOptions", s.PadOptionsT())
         else:  # pragma: no cover - lowering admits only the kinds handled here
             raise LoweringError(f"{op.name}: no TFLite form for {op.kind.value}")
+
+    def constant(self, op: Op, layout) -> int:
+        """An elementwise op's constant operand, rank-aligned and in the op's layout: int8
+        codes with their per-tensor scale (float32 in a float graph)."""
+        data = np.asarray(op.weight)
+        data = data.reshape((1,) * (len(layout) - data.ndim) + data.shape).transpose(layout)
+        if op.weight_scale is None:
+            return self._add_tensor(f"{op.name}.constant", list(data.shape),
+                                    self.s.TensorType.FLOAT32, data.astype(np.float32))
+        scale = float(np.asarray(op.weight_scale).reshape(-1)[0])
+        return self._add_tensor(f"{op.name}.constant", list(data.shape), self.s.TensorType.INT8,
+                                data.astype(np.int8), self._quant([scale], [0]))
 
     def strided_slice(self, op: Op, src: int, dst: int, layout) -> None:
         shape = self.shapes[op.inputs[0]]

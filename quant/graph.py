@@ -105,9 +105,16 @@ def canonicalize(gm: GraphModule) -> None:
     ``adaptive_avg_pool2d(x, 1)`` (global average pooling) exports, for some input sizes, as a
     ReduceMean followed by an ``as_strided`` Gather chain that OpenVINO computes wrongly on
     quantized inputs; ``mean(x, (-2, -1), keepdim=True)`` is the same value as one ReduceMean.
+    A division by a number becomes a multiplication by its reciprocal.
     """
     aten = torch.ops.aten
     for node in list(gm.graph.nodes):
+        if node.op == "call_function" and node.target is aten.div.Tensor \
+                and isinstance(node.args[1], (int, float)) and node.args[1] != 0:
+            # x / c is x * (1 / c): one multiply by a constant, an integer kernel everywhere
+            node.target = aten.mul.Tensor
+            node.args = (node.args[0], 1.0 / float(node.args[1]))
+            continue
         if node.op == "call_function" and node.target is aten.adaptive_avg_pool2d.default \
                 and list(node.args[1]) == [1, 1]:
             with gm.graph.inserting_before(node):

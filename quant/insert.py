@@ -28,7 +28,7 @@ from .graph import get_attr_tensor, module_path
 from .fakequant import ActivationQuantizer, BiasQuantizer, FixedRange, Quantizer, \
     WeightQuantizer
 from .fold import CONV_OPS
-from .scheme import QuantScheme
+from .scheme import QuantScheme, TensorQuant
 
 aten = torch.ops.aten
 WEIGHTED_OPS = CONV_OPS | {aten.linear.default}
@@ -58,6 +58,12 @@ FIXED_OUTPUTS = {
     aten.tanh.default: FixedRange(-1.0, 1 / 128, "TANH: 8-bit output scale 1/128, "
                                                  "zero point 0 (int8) / 128 (uint8)"),
 }
+
+# elementwise ops whose constant operand (a scalar or a parameter) gets an int8 per-tensor
+# symmetric encoding of its own, as TFLite's int8 ADD/SUB/MUL read a quantized tensor there
+CONSTANT_OPERAND_OPS = {aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.rsub.Scalar,
+                        aten.rsub.Tensor}
+CONSTANT_QUANT = TensorQuant(bits=8, symmetric=True, per_channel=False)
 
 QUANTIZER_ROOT = "_quantizers"
 
@@ -186,6 +192,30 @@ class _Inserter:
         node.args = tuple(args)
         q.tensors.append(src.target)
 
+    def _quantize_constant_operand(self, node: Node) -> None:
+        """``x + c``, ``x * c``: the constant (lifted to a buffer when it is a Python number)
+        gets its own per-tensor int8 encoding; a product/sum of two activations needs none."""
+        for index, arg in enumerate(node.args[:2]):
+            if isinstance(arg, (int, float)) and not isinstance(arg, bool):
+                value = torch.tensor(float(arg))
+                target = attr_name(f"{node.name}_const{index}")
+                self.gm.register_buffer(target, value)
+                with self.graph.inserting_before(node):
+                    arg = self.graph.get_attr(target)
+                arg.meta["val"] = value
+                args = list(node.args)
+                args[index] = arg
+                node.args = tuple(args)
+                if node.target is aten.rsub.Scalar:  # c - x, with c now a tensor
+                    node.target = aten.rsub.Tensor
+            if isinstance(arg, Node) and arg.op == "get_attr":
+                q = self.result.quantizers.get(arg.target)
+                if q is None:
+                    q = WeightQuantizer(arg.target, CONSTANT_QUANT, module=module_path(node))
+                    q.init_from(get_attr_tensor(self.gm, arg.target))
+                    self._register(q)
+                self._insert_on_arg(node, index, q)
+
     def _output_point(self, node: Node) -> Node:
         """Where the output quantizer of ``node`` stands: after a sole-user ReLU/ReLU6."""
         users = list(node.users)
@@ -235,6 +265,8 @@ class _Inserter:
             if self._excluded(node):
                 return
             self._quantize_params(node)
+        elif node.target in CONSTANT_OPERAND_OPS:
+            self._quantize_constant_operand(node)
         point = self._output_point(node)
         if point is not node:
             skip.add(point)

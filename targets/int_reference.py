@@ -72,11 +72,17 @@ def _fully_connected(op, values, quant, ar):
 
 def _binary(name: str, rounding: str):
     def run(op, values, quant, ar):
+        from convdeploy.exporters.lowering import QParams
         from convdeploy.quant import integer_kernels as k
 
-        a, b = op.inputs
-        return getattr(k, name)(values[a], quant[a], values[b], quant[b], quant[op.output],
-                                *_range(op, quant), getattr(ar, rounding))
+        operands = [(values[i], quant[i]) for i in op.inputs]
+        if op.weight is not None:  # a constant: int8 codes, per-tensor symmetric
+            const = (op.weight.astype(np.int64),
+                     QParams(float(np.float32(op.weight_scale.reshape(-1)[0])), 0, 8, True))
+            operands.insert(0 if op.attrs.get("constant_first") else 1, const)
+        (a, a_q), (b, b_q) = operands
+        return getattr(k, name)(a, a_q, b, b_q, quant[op.output], *_range(op, quant),
+                                getattr(ar, rounding))
     return run
 
 

@@ -340,3 +340,28 @@ def test_layer_norm_island_equals_litert_over_wide_rows(channels, tmp_path):
     x = (rng.standard_normal((512, channels)) * 3 + 1).astype(np.float32)
     lite = next(iter(LiteRtRunnable(path, "BUILTIN_REF", 1)({"x": x}).values()))
     np.testing.assert_array_equal(lite, IntegerRunnable(graph).codes(x)["out"])
+
+
+class Constants(nn.Module):
+    """Constants in elementwise ops: MobileNetV3's hard-sigmoid as written in many codebases
+    (``relu6(x + 3) / 6``), a per-channel constant product, a constant minus an activation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.scale = nn.Parameter(torch.rand(8, 1, 1) + 0.5)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        y = self.conv(x)
+        gate = nn.functional.relu6(y + 3.0) / 6.0
+        y = (y * gate) * self.scale
+        return self.fc((1.5 - y).mean((2, 3)))
+
+
+def test_add_mul_sub_of_a_constant_are_bit_exact():
+    rt = roundtrip(Constants(), (3, 8, 8))
+    const_ops = [op for op in rt.graph.ops if op.weight is not None and
+                 op.kind in (OpKind.ADD, OpKind.SUB, OpKind.MUL)]
+    assert len(const_ops) == 4 and any(op.attrs["constant_first"] for op in const_ops)
+    _check(rt)
