@@ -47,6 +47,8 @@ class OpKind(str, Enum):
     RESHAPE = "RESHAPE"
     TRANSPOSE = "TRANSPOSE"
     REQUANTIZE = "REQUANTIZE"  # TFLite's QUANTIZE of an integer tensor onto another grid
+    LEAKY_RELU = "LEAKY_RELU"
+    PRELU = "PRELU"
     CONCATENATION = "CONCATENATION"
     MUL = "MUL"
     SUB = "SUB"
@@ -193,9 +195,11 @@ class _Lowerer:
             return np.asarray(self.consts[name]), None
         raise LoweringError(f"{name!r} is a computed weight; only constant weights are lowered")
 
-    def _output(self, node: onnx.NodeProto, fusable: bool) -> tuple[str, Activation]:
-        """Where the op writes: through a fused ReLU/ReLU6 and into the following QuantizeLinear."""
-        value, act = node.output[0], Activation.NONE
+    def _output(self, node: onnx.NodeProto, fusable: bool,
+                value: str | None = None) -> tuple[str, Activation]:
+        """Where the op writes (its output ``value``, the first by default): through a fused
+        ReLU/ReLU6 and into the following QuantizeLinear."""
+        value, act = value or node.output[0], Activation.NONE
         users = self.consumers[value]
         if fusable and len(users) == 1 and users[0].op_type in ("Relu", "Clip"):
             act = self._activation(users[0])
@@ -231,7 +235,7 @@ class _Lowerer:
                                 "(supported: Conv, Gemm, Add, Sub, Mul, Concat, ReduceMean, "
                                 "GlobalAveragePool, AveragePool, MaxPool, Slice, Pad, Reshape, "
                                 "Flatten, Squeeze, Unsqueeze, Transpose, Sigmoid, Tanh, Gelu, "
-                                "HardSwish, Relu/Clip after them)")
+                                "HardSwish, LeakyRelu, PRelu, Split, Relu/Clip after them)")
         handler(node)
 
     def _op_Conv(self, node: onnx.NodeProto) -> None:
@@ -321,7 +325,43 @@ class _Lowerer:
 
     def _unary(self, node: onnx.NodeProto, kind: OpKind, **attrs) -> None:
         out, _ = self._output(node, False)
+        src = self.quant.get(self.resolve(node.input[0]))
+        if self.quant and (src is None or src.bits != 8 or self.quant[out].bits != 8):
+            raise LoweringError(f"{node.name}: {node.op_type} has integer kernels for 8-bit "
+                                "activations only (use an 8-bit activation scheme)")
         self.ops.append(Op(kind, (self.resolve(node.input[0]),), out, node.name, attrs=attrs))
+
+    def _op_Split(self, node: onnx.NodeProto) -> None:
+        """Each part a STRIDED_SLICE of the input (the parts keep the input's encoding)."""
+        rank = len(self.shapes.get(node.input[0], ()))
+        axis = int(_attrs(node).get("axis", 0)) % rank
+        if axis == 0:
+            raise LoweringError(f"{node.name}: a split along the batch dimension")
+        start = 0
+        for value in node.output:
+            size = self.shapes[value][axis]
+            out, _ = self._output(node, False, value)
+            self.ops.append(Op(OpKind.STRIDED_SLICE, (self.resolve(node.input[0]),), out,
+                               f"{node.name}.{value}",
+                               attrs={"starts": [start], "ends": [start + size], "axes": [axis],
+                                      "steps": [1]}))
+            start += size
+
+    def _op_LeakyRelu(self, node: onnx.NodeProto) -> None:
+        alpha = float(np.float32(_attrs(node).get("alpha", 0.01)))
+        out, _ = self._output(node, False)
+        self.ops.append(Op(OpKind.LEAKY_RELU, (self.resolve(node.input[0]),), out, node.name,
+                           attrs={"alpha": alpha}))
+
+    def _op_PRelu(self, node: onnx.NodeProto) -> None:
+        """The slope is a constant: int8 codes with a per-tensor scale (float in a float
+        graph), broadcast along the channels."""
+        codes, scale = self._value(node.input[1])
+        if self.quant and (scale is None or scale.size != 1):
+            raise LoweringError(f"{node.name}: PRelu slope without a per-tensor encoding")
+        out, _ = self._output(node, False)
+        self.ops.append(Op(OpKind.PRELU, (self.resolve(node.input[0]),), out, node.name,
+                           weight=np.asarray(codes), weight_scale=scale))
 
     def _op_Sigmoid(self, node: onnx.NodeProto) -> None:
         self._unary(node, OpKind.LOGISTIC)
@@ -472,12 +512,27 @@ class _Lowerer:
         return tuple(shape[1:])
 
     def _reshape(self, node: onnx.NodeProto) -> None:
+        if node.input[0] in self.weights or node.input[0] in self.consts:
+            self._reshape_constant(node)
+            return
         sample = self._sample_shape(node)
         out, _ = self._output(node, False)
         self.ops.append(Op(OpKind.RESHAPE, (self.resolve(node.input[0]),), out, node.name,
                            attrs={"sample_shape": sample}))
 
     _op_Reshape = _op_Flatten = _op_Squeeze = _op_Unsqueeze = _reshape
+
+    def _reshape_constant(self, node: onnx.NodeProto) -> None:
+        """A constant reshaped (a PReLU slope to (1, C, 1, 1)): folded, no op."""
+        shape = self.shapes.get(node.output[0])
+        if shape is None or not all(isinstance(d, int) for d in shape):
+            raise LoweringError(f"{node.name}: a constant reshaped to an unknown shape")
+        out = node.output[0]
+        if node.input[0] in self.weights:
+            codes, scale = self.weights[node.input[0]]
+            self.weights[out] = (codes.reshape(shape), scale)
+        else:
+            self.consts[out] = np.asarray(self.consts[node.input[0]]).reshape(shape)
 
     def _op_Transpose(self, node: onnx.NodeProto) -> None:
         perm = [int(p) for p in _attrs(node)["perm"]]

@@ -35,7 +35,8 @@ NHWC = (0, 2, 3, 1)  # where TFLite keeps the ONNX axes of a 4-D activation
 _VERSIONS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4, "ADD": 2, "MEAN": 2,
              "MAX_POOL_2D": 2, "STRIDED_SLICE": 2, "PAD": 2, "RESHAPE": 1, "QUANTIZE": 2,
              "DEQUANTIZE": 2, "TRANSPOSE": 2, "MUL": 2, "SUB": 2, "CONCATENATION": 2,
-             "AVERAGE_POOL_2D": 2, "LOGISTIC": 2, "TANH": 2, "GELU": 2, "HARD_SWISH": 1}
+             "AVERAGE_POOL_2D": 2, "LOGISTIC": 2, "TANH": 2, "GELU": 2, "HARD_SWISH": 1,
+             "LEAKY_RELU": 2, "PRELU": 1}
 SPATIAL = {OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.MAX_POOL, OpKind.AVERAGE_POOL,
            OpKind.MEAN}
 ACTIVATIONS = {OpKind.LOGISTIC, OpKind.TANH, OpKind.HARD_SWISH}
@@ -288,6 +289,12 @@ class _Writer:
             self.operator("DEQUANTIZE", srcs, [dst])
         elif op.kind in ACTIVATIONS:
             self.operator(op.kind.value, srcs, [dst])
+        elif op.kind is OpKind.LEAKY_RELU:
+            opts = s.LeakyReluOptionsT()
+            opts.alpha = op.attrs["alpha"]
+            self.operator("LEAKY_RELU", srcs, [dst], "LeakyReluOptions", opts)
+        elif op.kind is OpKind.PRELU:
+            self.operator("PRELU", srcs, [dst])  # the slope: the constant operand
         elif op.kind is OpKind.GELU:
             opts = s.GeluOptionsT()
             opts.approximate = bool(op.attrs.get("approximate"))

@@ -93,6 +93,7 @@ class IntegerArithmetic:
     mean: Rounding = Rounding.DOUBLE
     mul: Rounding = Rounding.DOUBLE
     requantize: Rounding = Rounding.DOUBLE
+    activation: Rounding = Rounding.DOUBLE  # LEAKY_RELU, PRELU
 
 
 TFLITE_REFERENCE = IntegerArithmetic()

@@ -105,10 +105,16 @@ def canonicalize(gm: GraphModule) -> None:
     ``adaptive_avg_pool2d(x, 1)`` (global average pooling) exports, for some input sizes, as a
     ReduceMean followed by an ``as_strided`` Gather chain that OpenVINO computes wrongly on
     quantized inputs; ``mean(x, (-2, -1), keepdim=True)`` is the same value as one ReduceMean.
-    A division by a number becomes a multiplication by its reciprocal.
+    A division by a number becomes a multiplication by its reciprocal. SiLU becomes
+    ``x * sigmoid(x)`` and hard-sigmoid ``relu6(x + 3) * (1/6)``, as TFLite runs them (LOGISTIC
+    and MUL; ADD with a fused RELU6 and MUL), so each piece has its encoding and its kernel.
     """
     aten = torch.ops.aten
     for node in list(gm.graph.nodes):
+        if node.op == "call_function" and node.target in (aten.silu.default,
+                                                           aten.hardsigmoid.default):
+            _decompose_activation(gm, node)
+            continue
         if node.op == "call_function" and node.target is aten.div.Tensor \
                 and isinstance(node.args[1], (int, float)) and node.args[1] != 0:
             # x / c is x * (1 / c): one multiply by a constant, an integer kernel everywhere
@@ -124,6 +130,24 @@ def canonicalize(gm: GraphModule) -> None:
             gm.graph.erase_node(node)
     gm.graph.lint()
     gm.recompile()
+
+
+def _decompose_activation(gm: GraphModule, node: torch.fx.Node) -> None:
+    aten = torch.ops.aten
+    x = node.args[0]
+    g = gm.graph
+    with g.inserting_before(node):
+        if node.target is aten.silu.default:
+            steps = [g.call_function(aten.sigmoid.default, (x,))]
+            steps.append(g.call_function(aten.mul.Tensor, (x, steps[0])))
+        else:
+            steps = [g.call_function(aten.add.Tensor, (x, 3.0))]
+            steps.append(g.call_function(aten.hardtanh.default, (steps[0], 0.0, 6.0)))
+            steps.append(g.call_function(aten.mul.Tensor, (steps[1], 1.0 / 6.0)))
+    for step in steps:  # same shape and module as the activation they replace
+        step.meta = dict(node.meta)
+    node.replace_all_uses_with(steps[-1])
+    g.erase_node(node)
 
 
 def module_path(node: torch.fx.Node) -> str:

@@ -46,6 +46,8 @@ PASSTHROUGH_OPS = {
     aten.avg_pool2d.default,
 } | RELU_OPS
 PAD_OPS = {aten.pad.default, aten.constant_pad_nd.default}
+SPLIT_OPS = {aten.split_with_sizes.default, aten.split.Tensor, aten.chunk.default,
+             aten.unbind.int}
 ALIAS_OPS = {aten.dropout.default, aten.feature_dropout.default, aten.clone.default,
              aten.contiguous.default, aten.alias.default, aten.detach.default,
              aten.lift_fresh_copy.default}
@@ -62,7 +64,7 @@ FIXED_OUTPUTS = {
 # elementwise ops whose constant operand (a scalar or a parameter) gets an int8 per-tensor
 # symmetric encoding of its own, as TFLite's int8 ADD/SUB/MUL read a quantized tensor there
 CONSTANT_OPERAND_OPS = {aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.rsub.Scalar,
-                        aten.rsub.Tensor}
+                        aten.rsub.Tensor, aten.prelu.default}
 CONSTANT_QUANT = TensorQuant(bits=8, symmetric=True, per_channel=False)
 
 QUANTIZER_ROOT = "_quantizers"
@@ -233,7 +235,11 @@ class _Inserter:
                 continue
             if node.op == "placeholder":
                 self._new_activation(node)
-            elif node.op == "call_function" and node.target is not operator.getitem:
+            elif node.op == "call_function" and node.target is operator.getitem:
+                source = node.args[0]
+                if source.target in SPLIT_OPS and source.args[0] in self.grid:
+                    self._share(node, self.grid[source.args[0]])  # a part keeps the grid
+            elif node.op == "call_function":
                 self._visit(node, skip)
         named = set(self.scheme.exclude) | {o.layer for o in self.scheme.overrides}
         unused = named - self.excluded_used

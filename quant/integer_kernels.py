@@ -286,3 +286,28 @@ def hard_swish(x: np.ndarray, in_q, out_q) -> np.ndarray:
     product = np.where((reluish == -32768) & (preshift == -32768), 32767, product)
     out = _rdbpot(product, -out_exp) + out_q.zero_point
     return np.clip(out, out_q.qmin, out_q.qmax)
+
+
+def leaky_relu(x: np.ndarray, in_q, alpha: float, out_q,
+               rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
+    """TFLite's int8 LEAKY_RELU: ``q - zp`` times ``s_in / s_out`` where it is >= 0, times
+    ``s_in * alpha / s_out`` below (both multipliers in double from float32 numbers)."""
+    v = x.astype(np.int64) - in_q.zero_point
+    identity = quantize_multiplier(_real(in_q.scale) / _real(out_q.scale))
+    slope = quantize_multiplier(_real(in_q.scale) * _real(alpha) / _real(out_q.scale))
+    out = np.where(v >= 0, multiply_by_quantized_multiplier(v, *identity, rounding),
+                   multiply_by_quantized_multiplier(v, *slope, rounding))
+    return np.clip(out + out_q.zero_point, out_q.qmin, out_q.qmax)
+
+
+def prelu(x: np.ndarray, in_q, alpha: np.ndarray, alpha_q, out_q,
+          rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
+    """TFLite's int8 PRELU: ``v = q - zp``; ``v * s_in / s_out`` where ``v >= 0``, else
+    ``v * (a - zp_a)`` times ``s_in * s_a / s_out``; ``alpha`` broadcasts like the input."""
+    v = x.astype(np.int64) - in_q.zero_point
+    a = alpha.astype(np.int64) - alpha_q.zero_point
+    m1 = quantize_multiplier(_real(in_q.scale) / _real(out_q.scale))
+    m2 = quantize_multiplier(_real(in_q.scale) * _real(alpha_q.scale) / _real(out_q.scale))
+    out = np.where(v >= 0, multiply_by_quantized_multiplier(v, *m1, rounding),
+                   multiply_by_quantized_multiplier(v * a, *m2, rounding))
+    return np.clip(out + out_q.zero_point, out_q.qmin, out_q.qmax)

@@ -151,13 +151,29 @@ def _float_island(op, values, quant, ar):
     return y if op.output not in quant else _quantize(op, {op.inputs[0]: y}, quant, ar)
 
 
+def _leaky_relu(op, values, quant, ar):
+    from convdeploy.quant import integer_kernels as k
+
+    return k.leaky_relu(values[op.inputs[0]], quant[op.inputs[0]], op.attrs["alpha"],
+                        quant[op.output], ar.activation)
+
+
+def _prelu(op, values, quant, ar):
+    from convdeploy.exporters.lowering import QParams
+    from convdeploy.quant import integer_kernels as k
+
+    alpha_q = QParams(float(np.float32(op.weight_scale.reshape(-1)[0])), 0, 8, True)
+    return k.prelu(values[op.inputs[0]], quant[op.inputs[0]], op.weight, alpha_q,
+                   quant[op.output], ar.activation)
+
+
 _KERNELS = {
     "QUANTIZE": _quantize, "DEQUANTIZE": _dequantize, "CONV": _conv, "DEPTHWISE_CONV": _conv,
     "FULLY_CONNECTED": _fully_connected, "ADD": _binary("add", "add"),
     "SUB": _binary("sub", "add"), "MUL": _binary("mul", "mul"), "MEAN": _mean,
     "MAX_POOL": _max_pool, "AVERAGE_POOL": _average_pool, "PAD": _pad,
     "REQUANTIZE": _requantize, "LOGISTIC": _lut, "TANH": _lut, "GELU": _lut, "HARD_SWISH": _hard_swish,
-    "FLOAT_ISLAND": _float_island,
+    "FLOAT_ISLAND": _float_island, "LEAKY_RELU": _leaky_relu, "PRELU": _prelu,
     "STRIDED_SLICE": lambda op, values, quant, ar: _slice(values[op.inputs[0]], op.attrs),
     "RESHAPE": lambda op, values, quant, ar: values[op.inputs[0]].reshape(
         (values[op.inputs[0]].shape[0], *op.attrs["sample_shape"])),

@@ -25,7 +25,9 @@ class RoundTrip:
     tflite: object
 
     def lsb(self, other: np.ndarray) -> float:
-        return float(np.abs(other - self.int_reference).max() / self.output_scale)
+        """Largest distance to the integer reference in output LSBs (to 1/1000: the outputs
+        are dequantized floats)."""
+        return round(float(np.abs(other - self.int_reference).max() / self.output_scale), 3)
 
 
 def roundtrip(model: torch.nn.Module, shape: tuple[int, ...], *, seed: int = 0, scheme=None,

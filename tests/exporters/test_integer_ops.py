@@ -8,7 +8,12 @@ from torch import nn
 from convdeploy.exporters.lowering import OpKind
 from tests.integer_ops import roundtrip
 
-torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Models built in a test get the same weights whatever ran before."""
+    torch.manual_seed(0)
 
 
 def _check(rt, *, ort_lsb: float = 2.0) -> None:
@@ -49,10 +54,10 @@ class AudioStyle(nn.Module):
         return self.fc(y.permute(0, 3, 1, 2).flatten(1))
 
 
-@pytest.mark.parametrize("model,shape", [(Permutes(), (3, 4, 4)), (AudioStyle(), (32,))],
+@pytest.mark.parametrize("model,shape", [(Permutes, (3, 4, 4)), (AudioStyle, (32,))],
                          ids=["permutes", "audio-unsqueeze"])
 def test_shape_only_ops_are_bit_exact(model, shape):
-    rt = roundtrip(model, shape)
+    rt = roundtrip(model(), shape)
     kinds = {op.kind for op in rt.graph.ops}
     assert {OpKind.TRANSPOSE, OpKind.RESHAPE} <= kinds
     _check(rt)
@@ -364,4 +369,29 @@ def test_add_mul_sub_of_a_constant_are_bit_exact():
     const_ops = [op for op in rt.graph.ops if op.weight is not None and
                  op.kind in (OpKind.ADD, OpKind.SUB, OpKind.MUL)]
     assert len(const_ops) == 4 and any(op.attrs["constant_first"] for op in const_ops)
+    _check(rt)
+
+
+class SplitsAndSlopes(nn.Module):
+    """A channel split (InceptionNeXt's), LeakyReLU, PReLU, SiLU and hard-sigmoid (each
+    decomposed as TFLite runs it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.prelu = nn.PReLU(4)
+        self.prelu.weight.data.uniform_(0.05, 0.4)
+        self.fc = nn.Linear(13 * 16, 3)
+
+    def forward(self, x):
+        a, b = torch.split(self.conv(x), [1, 3], dim=1)
+        y = torch.cat([nn.functional.leaky_relu(a, 0.1), self.prelu(torch.cat([a, b], 1)),
+                       nn.functional.hardsigmoid(b), nn.functional.silu(b), b * 2], 1)
+        return self.fc(y[:, 1:].flatten(1))
+
+
+def test_split_leaky_relu_prelu_silu_hardsigmoid_are_bit_exact():
+    rt = roundtrip(SplitsAndSlopes(), (3, 4, 4))
+    kinds = [op.kind for op in rt.graph.ops]
+    assert {OpKind.LEAKY_RELU, OpKind.PRELU, OpKind.LOGISTIC, OpKind.STRIDED_SLICE} <= set(kinds)
     _check(rt)
