@@ -6,6 +6,8 @@ from .digits import WEIGHTS as DIGITS_WEIGHTS
 from .digits import DigitsNet, digits_datasets
 from .mobilenetv2_cifar import WEIGHTS as MOBILENETV2_WEIGHTS
 from .mobilenetv2_cifar import mobilenetv2
+from .modern_cifar import MODELS as MODERN
+from .modern_cifar import weights_path as modern_weights
 from .resnet_cifar import resnet20, resnet56
 from .spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocess
 
@@ -35,3 +37,21 @@ ZOO: dict[str, ModelSpec] = {
                      "--train ../shared/data/cifar10/train-subset (writes "
                      f"{MOBILENETV2_WEIGHTS}; about 15 min on 2 cores)"),
 }
+
+_MODERN_PAPERS = {
+    "convnext": "ConvNeXt (Liu et al. 2022): 7x7 depthwise, LayerNorm, GELU MLP, layer scale",
+    "inceptionnext": "InceptionNeXt (Yu et al. 2024): identity/3x3/1x11/11x1 depthwise split, "
+                     "concat, BatchNorm, GELU MLP",
+    "hornet": "HorNet (Rao et al. 2022): recursive gated convolution (gnConv, order 3)",
+    "lsnet": "LSNet (Wang et al. 2025): large-kernel perception, small-kernel aggregation",
+    "mobilenetv3": "MobileNetV3-Small-like (Howard et al. 2019): hard-swish, SE with "
+                   "hard-sigmoid gates",
+}
+for _name in MODERN:
+    ZOO[f"{_name}-cifar10"] = ModelSpec(
+        f"{_name}-cifar10", MODERN[_name][0], CIFAR_PREPROCESS, 10,
+        f"{_MODERN_PAPERS[_name]}; CIFAR-scale, trained by the project's recipe",
+        weights=modern_weights(_name),
+        weights_hint=f"the recipe's weights: python -m convdeploy.models.modern_cifar --model "
+                     f"{_name} --train ../shared/data/cifar10/train-subset (writes "
+                     f"{modern_weights(_name)})")

@@ -185,7 +185,8 @@ def _drop_unused_attributes(gm: GraphModule) -> None:
 
 
 def fold_scales(gm: GraphModule) -> list[str]:
-    """Fold a per-channel constant scale (ConvNeXt's layer scale ``gamma * f(x)``) into the
+    """Fold a per-channel constant scale (ConvNeXt's layer scale ``gamma * f(x)``, HorNet's
+    ``dwconv(x) * s``) into the
     convolution or linear layer that computes ``f(x)``, when that layer's output is used by the
     product alone: ``w' = gamma[c] * w[c]``, ``b' = gamma[c] * b[c]`` (exact in float64, and no
     quantized constant product is left). Returns the folded product nodes' names."""
@@ -194,14 +195,15 @@ def fold_scales(gm: GraphModule) -> list[str]:
         if mul.op != "call_function" or mul.target is not aten.mul.Tensor:
             continue
         layer, scale = mul.args
-        if not isinstance(scale, Node) or scale.op != "get_attr":
+        if not _is_constant(scale):
             layer, scale = scale, layer
-        if not (isinstance(layer, Node) and isinstance(scale, Node) and scale.op == "get_attr"
+        if not (isinstance(layer, Node) and _is_constant(scale)
                 and layer.op == "call_function" and layer.target in CONV_OPS | LINEAR_OPS
                 and len(layer.users) == 1 and layer.args[1].op == "get_attr"
                 and len(layer.args[1].users) == 1):
             continue
-        gamma = get_attr_tensor(gm, scale.target).detach().double()
+        gamma = torch.tensor(float(scale), dtype=torch.float64) if not isinstance(scale, Node) \
+            else get_attr_tensor(gm, scale.target).detach().double()
         channels = get_attr_tensor(gm, layer.args[1].target).shape[0]
         axis = 1 if layer.target in CONV_OPS else layer.meta["val"].dim() - 1
         per_channel = _along(gamma, layer.meta["val"].dim(), axis, channels)
@@ -220,6 +222,13 @@ def fold_scales(gm: GraphModule) -> list[str]:
 
 
 LINEAR_OPS = {aten.linear.default}
+
+
+def _is_constant(value) -> bool:
+    """A parameter/buffer, or a plain number."""
+    if isinstance(value, Node):
+        return value.op == "get_attr"
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _along(gamma: torch.Tensor, rank: int, axis: int, channels: int) -> torch.Tensor | None:

@@ -18,7 +18,7 @@ class RoundTrip:
     litert_ref: np.ndarray
     ort: np.ndarray
     float_torch: np.ndarray
-    float_litert: np.ndarray
+    float_litert: np.ndarray | None
     output_scale: float
     graph: object  # the lowered OpGraph
     qdq: object  # the QDQ Artifact
@@ -31,8 +31,9 @@ class RoundTrip:
 
 
 def roundtrip(model: torch.nn.Module, shape: tuple[int, ...], *, seed: int = 0, scheme=None,
-              samples: int = 64) -> RoundTrip:
-    """Run ``model`` (inputs of per-sample ``shape``) through every integer consumer."""
+              samples: int = 64, float_model: bool = True) -> RoundTrip:
+    """Run ``model`` (inputs of per-sample ``shape``) through every integer consumer (and its
+    float export through LiteRT, unless ``float_model`` is False)."""
     pytest = __import__("pytest")
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed "
                                                  "(pip install 'convdeploy[mobile]')")
@@ -49,7 +50,6 @@ def roundtrip(model: torch.nn.Module, shape: tuple[int, ...], *, seed: int = 0, 
     qm = quantize(capture(model, batches[0][:2]), scheme or W8A8, batches, progress=False)
     work = Path(tempfile.mkdtemp(prefix="convdeploy-op-"))
     example = batches[0][:2]
-    flt = OnnxExporter(quantized=False, example=example).export(qm, work)
     qdq = OnnxExporter(quantized=True, example=example).export(qm, work)
     x = torch.randn(samples, *shape, generator=gen)
 
@@ -57,9 +57,13 @@ def roundtrip(model: torch.nn.Module, shape: tuple[int, ...], *, seed: int = 0, 
         runnable = registry.get(target).compile(artifact, work, options=RuntimeOptions(1))
         return next(iter(runnable({"input": x.numpy()}).values()))
 
-    tfl, tfl_float = TfliteExporter().export(qdq, work), TfliteExporter().export(flt, work)
+    tfl = TfliteExporter().export(qdq, work)
     with torch.no_grad():
         expected = model(x).numpy()
+    float_litert = None
+    if float_model:
+        flt = OnnxExporter(quantized=False, example=example).export(qm, work)
+        float_litert = run("mobile-litert-ref", TfliteExporter().export(flt, work))
     return RoundTrip(run("int-reference", qdq), run("mobile-litert-ref", tfl), run("cpu-ort", qdq),
-                     expected, run("mobile-litert-ref", tfl_float), float(qdq.output_scale),
-                     lower_file(qdq.path), qdq, tfl)
+                     expected, float_litert, float(qdq.output_scale), lower_file(qdq.path), qdq,
+                     tfl)
