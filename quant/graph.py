@@ -105,7 +105,10 @@ def canonicalize(gm: GraphModule) -> None:
     ``adaptive_avg_pool2d(x, 1)`` (global average pooling) exports, for some input sizes, as a
     ReduceMean followed by an ``as_strided`` Gather chain that OpenVINO computes wrongly on
     quantized inputs; ``mean(x, (-2, -1), keepdim=True)`` is the same value as one ReduceMean.
-    A division by a number becomes a multiplication by its reciprocal. SiLU becomes
+    An average pool whose one window covers the whole map (a kernel larger than the map with
+    ceil_mode, as EfficientNet-style code writes it at 32x32) is that mean too (OpenVINO's
+    reader rejects such pools). A division by a number becomes a multiplication by its
+    reciprocal. SiLU becomes
     ``x * sigmoid(x)`` and hard-sigmoid ``relu6(x + 3) * (1/6)``, as TFLite runs them (LOGISTIC
     and MUL; ADD with a fused RELU6 and MUL), so each piece has its encoding and its kernel.
     """
@@ -121,6 +124,10 @@ def canonicalize(gm: GraphModule) -> None:
             node.target = aten.mul.Tensor
             node.args = (node.args[0], 1.0 / float(node.args[1]))
             continue
+        if node.op == "call_function" and node.target is aten.avg_pool2d.default \
+                and _pools_everything(node):
+            node.target, node.args, node.kwargs = aten.mean.dim, (node.args[0], [-2, -1], True), {}
+            continue
         if node.op == "call_function" and node.target is aten.adaptive_avg_pool2d.default \
                 and list(node.args[1]) == [1, 1]:
             with gm.graph.inserting_before(node):
@@ -130,6 +137,21 @@ def canonicalize(gm: GraphModule) -> None:
             gm.graph.erase_node(node)
     gm.graph.lint()
     gm.recompile()
+
+
+def _pools_everything(node: torch.fx.Node) -> bool:
+    """``avg_pool2d`` with no padding whose output is 1x1 and whose window covers the input."""
+    x = node.args[0]
+    val = x.meta.get("val") if isinstance(x, torch.fx.Node) else None
+    out = node.meta.get("val")
+    if val is None or out is None or val.dim() != 4 or tuple(out.shape[2:]) != (1, 1):
+        return False
+    args = list(node.args) + [None] * (7 - len(node.args))
+    kernel = list(args[1]) * (2 if len(args[1]) == 1 else 1)
+    padding = args[3] or [0]
+    if any(int(p) for p in padding) or args[6] is not None:
+        return False
+    return all(int(k) >= int(n) for k, n in zip(kernel, val.shape[2:]))
 
 
 def _decompose_activation(gm: GraphModule, node: torch.fx.Node) -> None:

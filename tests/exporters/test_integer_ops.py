@@ -395,3 +395,27 @@ def test_split_leaky_relu_prelu_silu_hardsigmoid_are_bit_exact():
     kinds = [op.kind for op in rt.graph.ops]
     assert {OpKind.LEAKY_RELU, OpKind.PRELU, OpKind.LOGISTIC, OpKind.STRIDED_SLICE} <= set(kinds)
     _check(rt)
+
+
+class WholeMapPool(nn.Module):
+    """EfficientNet-style code at 32x32: an average pool whose kernel exceeds the 4x4 map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=8, padding=1)
+        self.pool = nn.AvgPool2d(7, ceil_mode=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.conv(x)).flatten(1))
+
+
+def test_a_pool_over_the_whole_map_becomes_a_mean_that_openvino_reads():
+    from convdeploy.targets import registry
+
+    rt = roundtrip(WholeMapPool(), (3, 32, 32), samples=16)
+    kinds = {op.kind for op in rt.graph.ops}
+    assert OpKind.MEAN in kinds and OpKind.AVERAGE_POOL not in kinds
+    _check(rt)
+    if registry.get("cpu-openvino").unavailable() is None:
+        assert registry.get("cpu-openvino").check(rt.qdq) == []
