@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,7 @@ ACCURACY_FIELDS = ("status", "accuracy", "accuracy_ci95", "sim_accuracy", "top1_
                    "accuracy_delta", "accuracy_delta_ci95", "verdict")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", help="comma-separated subset of the spec's models")
     parser.add_argument("--executor", choices=["local", "ray"], default="local")
@@ -49,7 +50,9 @@ def main() -> int:
                              "run's JSON")
     parser.add_argument("--retry-failed", action="store_true",
                         help="rerun units recorded as failed (after a fix)")
-    args = parser.parse_args()
+    parser.add_argument("--spec", type=Path, default=SPEC, help=argparse.SUPPRESS)
+    parser.add_argument("--name", default="audit_cifar", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
     if not (SHARED / "data" / "cifar10" / "test").is_dir():
         print(f"skipped: {SHARED} (the shared CIFAR-10 data) not found")
         return 0
@@ -59,13 +62,13 @@ def main() -> int:
 
     if args.compare_only:
         return _compare_again(args)
-    tree = read_yaml(SPEC)
+    tree = read_yaml(args.spec)
     wanted = args.models.split(",") if args.models else [m["name"] for m in tree["models"]]
     skipped, kept = {}, []
     for m in tree["models"]:
         weights = Path(m["weights"]).expanduser() if m.get("weights") else None
         if weights is not None and not weights.is_absolute():
-            weights = SPEC.parent / weights
+            weights = args.spec.parent / weights
         if m["name"] not in wanted:
             skipped[m["name"]] = "not in --models"
         elif weights is not None and not weights.is_file():
@@ -77,15 +80,15 @@ def main() -> int:
         return 0
     if args.targets:
         tree["targets"] = [t for t in tree["targets"] if t in args.targets.split(",")]
-    spec = parse_spec({**tree, "models": kept}, SPEC.parent)
+    spec = parse_spec({**tree, "models": kept}, args.spec.parent)
     models = spec.models
     if args.eval_limit:
         spec = replace(spec, data=replace(spec.data, eval_limit=args.eval_limit))
     suffix = "" if args.executor == "local" else f"_{args.executor}"
     suffix += f"_limit{args.eval_limit}" if args.eval_limit else ""
     suffix += f"_{args.tag}" if args.tag else ""
-    local_name = f"audit_cifar{suffix.replace('_' + args.executor, '')}.json"
-    work = args.work / f"audit_cifar{suffix.removesuffix('_' + args.tag) if args.tag else suffix}"
+    local_name = f"{args.name}{suffix.replace('_' + args.executor, '')}.json"
+    work = args.work / f"{args.name}{suffix.removesuffix('_' + args.tag) if args.tag else suffix}"
     t0 = time.perf_counter()
     audit = run_audit(spec, work, executor=args.executor, retry_failed=args.retry_failed)
     first = time.perf_counter() - t0
@@ -95,7 +98,7 @@ def main() -> int:
     print(terminal_table(audit.cells))
     data = json.loads((work / "audit.json").read_text())
     data["benchmark"] = {
-        "spec": str(SPEC.relative_to(ROOT.parent)), "executor": args.executor,
+        "spec": os.path.relpath(args.spec.resolve(), ROOT.parent), "executor": args.executor,
         "models_run": [m.ref for m in models], "models_skipped": skipped,
         "targets_run": list(spec.targets), "note": args.note,
         "eval_limit": args.eval_limit, "wall_seconds": first,
@@ -103,7 +106,7 @@ def main() -> int:
         "rerun_wall_seconds": second, "rerun_units_computed": rerun.computed,
         "rerun_units_reused": rerun.reused}
     results = ROOT / "results"
-    name = f"audit_cifar{suffix}"
+    name = f"{args.name}{suffix}"
     if args.executor != "local":
         data["benchmark"]["accuracy_vs_local"] = _compare(results / local_name, data["cells"])
     (results / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
@@ -115,9 +118,9 @@ def main() -> int:
 
 def _compare_again(args) -> int:
     suffix = f"_{args.executor}" + (f"_limit{args.eval_limit}" if args.eval_limit else "")
-    mine = ROOT / "results" / f"audit_cifar{suffix}.json"
+    mine = ROOT / "results" / f"{args.name}{suffix}.json"
     data = json.loads(mine.read_text())
-    local = ROOT / "results" / f"audit_cifar{suffix.replace('_' + args.executor, '')}.json"
+    local = ROOT / "results" / f"{args.name}{suffix.replace('_' + args.executor, '')}.json"
     data["benchmark"]["accuracy_vs_local"] = _compare(local, data["cells"])
     mine.write_text(json.dumps(data, indent=1) + "\n")
     print(json.dumps(data["benchmark"]["accuracy_vs_local"], indent=1))

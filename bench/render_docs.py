@@ -228,6 +228,47 @@ def cpu_int8_section() -> list[str]:
                 f"{v['ort_static_int8_over_float']:.2f})" for t, v in ratio.items()) + ".", ""]
 
 
+def modern_convnets_section() -> list[str]:
+    """bench/modern_convnets.py: every zoo model x scheme x target, with its float islands."""
+    data = _load("modern_convnets.json")
+    if data is None:
+        return ["Not run yet: train the zoo models (`python -m convdeploy.models.modern_cifar "
+                "--model NAME --train ...`), then `python bench/modern_convnets.py`.", ""]
+    bench = data.get("benchmark", {})
+    lines = [f"Spec `{bench.get('spec')}`, full test split unless noted"
+             + (f" (eval limit {bench['eval_limit']})" if bench.get("eval_limit") else "")
+             + f". Machine: {machine(data['fingerprints']['environment'])}.", ""]
+    for model, why in bench.get("models_skipped", {}).items():
+        lines.append(f"- **{model} not run**: {why}.")
+    lines.append("")
+    cells = data["cells"]
+    for model in dict.fromkeys(c["model"] for c in cells):
+        rows = []
+        mine = [c for c in cells if c["model"] == model]
+        for key in dict.fromkeys((c["scheme"], c["target"]) for c in mine):
+            group = [c for c in mine if (c["scheme"], c["target"]) == key]
+            first = group[0]
+            if first.get("status") != "ok":
+                rows.append([*key, "not run: " + str(first.get("reason", ""))[:90]] + ["-"] * 6)
+                continue
+            ratio = {c.get("batch_size"): c.get("speedup_vs_float") for c in group}
+            islands = (first.get("runtime") or {}).get("float_islands")
+            rows.append([*key, _pct(first.get("accuracy")), _pct(first.get("top1_agreement")),
+                         _num(first.get("sqnr_db"), 1), _num(first.get("max_lsb_vs_int_reference"), 0),
+                         "native (QDQ)" if islands is None else str(len(islands)),
+                         _num(ratio.get(1), 2), _num(ratio.get(32), 2)])
+        lines += [f"**{model}**", ""]
+        lines += _table(["scheme", "target", "accuracy", "top-1 agreement", "SQNR dB",
+                         "max LSB vs int-ref", "float islands", "float/int8 time, batch 1",
+                         "batch 32"], rows)
+        lines.append("")
+    return lines
+
+
+def _num(value, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 # ---------------------------------------------------------------- assembling
 
 
@@ -243,7 +284,9 @@ def benchmarks_page() -> str:
         title = (f"{'Ray executor (local cluster)' if bench.get('executor') == 'ray' else 'Local executor'}"
                  f": {', '.join(bench.get('models_run', []))} (`{path.name}`)")
         lines += audit_section(data, title)
-    lines += ["## Integer reference", "", *int_reference_section(),
+    lines += ["## Modern ConvNets on every integer target (`bench/modern_convnets.py`)", "",
+              *modern_convnets_section(),
+              "## Integer reference", "", *int_reference_section(),
               "## PTQ methods and QAT", "",
               *ptq_qat_section("ptq_qat_resnet20.json", "ResNet-20"),
               *ptq_qat_section("ptq_qat_resnet20_partial.json", "ResNet-20, added rows"),
