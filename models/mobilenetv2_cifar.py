@@ -13,14 +13,14 @@ caches the state dict under ``~/.cache/convdeploy/``.
 from __future__ import annotations
 
 import argparse
-import io
 import os
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .training import save_weights
 
 # (expansion t, output channels c, repeats n, first stride s): Table 2 of the paper. With the
 # stride-1 stem a 32x32 input goes 32 -> 16 -> 8 -> 4 -> 2 pixels; the other common CIFAR port
@@ -99,8 +99,8 @@ def train(train_dir: Path, *, epochs: int = EPOCHS, batch_size: int = 96, lr: fl
     TF-slim implementation's ``regularize_depthwise=False``). Returns the model and a summary
     (epochs, minutes, test accuracy when ``eval_dir`` is given)."""
     from .augment import random_crop_flip
-    from .training import train_epoch
     from .datasets import load_images
+    from .training import fit, test_accuracy
     from .zoo import CIFAR_PREPROCESS
 
     torch.manual_seed(seed)
@@ -119,31 +119,15 @@ def train(train_dir: Path, *, epochs: int = EPOCHS, batch_size: int = 96, lr: fl
     steps_per_epoch = (len(x) + batch_size - 1) // batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, pct_start=0.15,
                                                 total_steps=epochs * steps_per_epoch)
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        loss = train_epoch(model, x, y, opt, sched, gen, batch_size=batch_size,
-                           augment=random_crop_flip, label_smoothing=0.1)
-        log(f"epoch {epoch + 1}/{epochs} loss {loss:.4f} "
-            f"({(time.perf_counter() - start) / 60:.1f} min)")
+    minutes = fit(model, x, y, opt, sched, gen, epochs=epochs, batch_size=batch_size,
+                  augment=random_crop_flip, label_smoothing=0.1, log=log)
     summary = {"epochs": epochs, "train_images": len(x), "batch_size": batch_size, "seed": seed,
                "weight_decay": WEIGHT_DECAY, "regularize_depthwise": False,
-               "train_minutes": round((time.perf_counter() - start) / 60, 1),
-               "threads": torch.get_num_threads()}
+               "train_minutes": minutes, "threads": torch.get_num_threads()}
     if eval_dir is not None:
-        test = load_images(Path(eval_dir), CIFAR_PREPROCESS)
-        summary["test_accuracy"] = evaluate(model, test.normalized(CIFAR_PREPROCESS), test.labels)
+        summary["test_accuracy"] = test_accuracy(model, eval_dir, CIFAR_PREPROCESS)
         log(f"test accuracy {summary['test_accuracy']:.4f}")
     return model.eval(), summary
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x, labels, batch_size: int = 500) -> float:
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        logits = model(torch.from_numpy(x[i:i + batch_size]))
-        correct += int((logits.argmax(1).numpy() == labels[i:i + batch_size]).sum())
-    return correct / len(x)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -155,13 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     model, summary = train(args.train, epochs=args.epochs, eval_dir=args.eval)
     print(summary)
-    from convdeploy.files import write_bytes_atomic, write_text_atomic
-    import json
-
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    write_bytes_atomic(args.out, buf.getvalue())
-    write_text_atomic(args.out.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
+    save_weights(model, summary, args.out)
     print(f"wrote {args.out}")
 
 

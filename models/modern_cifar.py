@@ -15,18 +15,16 @@ accuracy). No weights are downloaded.
 from __future__ import annotations
 
 import argparse
-import io
-import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .mobilenetv2_cifar import CACHE, evaluate
+from .mobilenetv2_cifar import CACHE
 from .modern_blocks import (ChannelsFirstLayerNorm, ConvNeXtBlock, HorNetBlock, LSBlock,
                             MetaNeXtBlock, MobileNetV3Block)
+from .training import save_weights
 
 WIDTHS = (32, 64, 128)
 DEPTHS = (2, 2, 2)
@@ -130,7 +128,7 @@ def train(name: str, train_dir: Path, *, epochs: int | None = None, batch_size: 
     """AdamW, one-cycle schedule, label smoothing 0.1, crop+flip augmentation."""
     from .augment import random_crop_flip
     from .datasets import load_images
-    from .training import train_epoch
+    from .training import fit, test_accuracy
     from .zoo import CIFAR_PREPROCESS
 
     factory, default_epochs = MODELS[name]
@@ -143,20 +141,14 @@ def train(name: str, train_dir: Path, *, epochs: int | None = None, batch_size: 
     opt = torch.optim.AdamW(_param_groups(model), lr=lr)
     steps = epochs * ((len(x) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, pct_start=0.1, total_steps=steps)
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        loss = train_epoch(model, x, y, opt, sched, gen, batch_size=batch_size,
-                           augment=random_crop_flip, label_smoothing=0.1)
-        log(f"{name} epoch {epoch + 1}/{epochs} loss {loss:.4f} "
-            f"({(time.perf_counter() - start) / 60:.1f} min)")
+    minutes = fit(model, x, y, opt, sched, gen, epochs=epochs, batch_size=batch_size,
+                  augment=random_crop_flip, label_smoothing=0.1, log=log, label=f"{name} ")
     summary = {"model": name, "epochs": epochs, "train_images": len(x),
                "batch_size": batch_size, "seed": seed, "optimizer": "AdamW lr 3e-3 wd 0.05",
-               "params": sum(p.numel() for p in model.parameters()),
-               "train_minutes": round((time.perf_counter() - start) / 60, 1),
+               "params": sum(p.numel() for p in model.parameters()), "train_minutes": minutes,
                "threads": torch.get_num_threads()}
     if eval_dir is not None:
-        test = load_images(Path(eval_dir), CIFAR_PREPROCESS)
-        summary["test_accuracy"] = evaluate(model, test.normalized(CIFAR_PREPROCESS), test.labels)
+        summary["test_accuracy"] = test_accuracy(model, eval_dir, CIFAR_PREPROCESS)
         log(f"{name} test accuracy {summary['test_accuracy']:.4f}")
     return model.eval(), summary
 
@@ -170,13 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="default: ~/.cache/convdeploy/MODEL-cifar10.pt")
     args = parser.parse_args(argv)
     model, summary = train(args.model, args.train, epochs=args.epochs, eval_dir=args.eval)
-    from convdeploy.files import write_bytes_atomic, write_text_atomic
-
     out = args.out or weights_path(args.model)
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    write_bytes_atomic(out, buf.getvalue())
-    write_text_atomic(out.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
+    save_weights(model, summary, out)
     print(f"wrote {out}: {summary}")
 
 

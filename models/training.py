@@ -1,7 +1,11 @@
-"""One epoch of supervised training, shared by the zoo's training recipes."""
+"""Supervised training shared by the zoo's recipes: epochs, test accuracy, cached weights."""
 from __future__ import annotations
 
+import io
+import json
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -27,3 +31,45 @@ def train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt, sched,
         sched.step()
         total += float(loss.detach()) * len(idx)
     return total / len(x)
+
+
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt, sched, gen: torch.Generator,
+        *, epochs: int, batch_size: int,
+        augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+        label_smoothing: float = 0.0, log=print, label: str = "") -> float:
+    """``epochs`` of ``train_epoch``, logging each; returns the minutes taken."""
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        loss = train_epoch(model, x, y, opt, sched, gen, batch_size=batch_size,
+                           augment=augment, label_smoothing=label_smoothing)
+        log(f"{label}epoch {epoch + 1}/{epochs} loss {loss:.4f} "
+            f"({(time.perf_counter() - start) / 60:.1f} min)")
+    return round((time.perf_counter() - start) / 60, 1)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x, labels, batch_size: int = 500) -> float:
+    """Top-1 accuracy of ``model`` on normalised images ``x`` (numpy NCHW)."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        logits = model(torch.from_numpy(x[i:i + batch_size]))
+        correct += int((logits.argmax(1).numpy() == labels[i:i + batch_size]).sum())
+    return correct / len(x)
+
+
+def test_accuracy(model: nn.Module, eval_dir: Path, preprocess) -> float:
+    from .datasets import load_images
+
+    test = load_images(Path(eval_dir), preprocess)
+    return evaluate(model, test.normalized(preprocess), test.labels)
+
+
+def save_weights(model: nn.Module, summary: dict, out: Path) -> None:
+    """The state dict (and the recipe's summary beside it, ``.json``), written atomically."""
+    from convdeploy.files import write_bytes_atomic, write_text_atomic
+
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    write_bytes_atomic(out, buf.getvalue())
+    write_text_atomic(Path(out).with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
