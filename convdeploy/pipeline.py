@@ -273,6 +273,18 @@ def _tflite(targets: list[Target], source: Artifact, stage: Path) -> list[Artifa
     return [artifact]
 
 
+def _check_integer_ops(targets: list[Target], cfg: DeployConfig, float_art: Artifact) -> None:
+    """The integer reference runs quantized files only, but the ops it lowers are the float
+    model's: asked for by name, it names an op it cannot run before calibration starts."""
+    ref = next((t for t in targets if t.name == "int-reference"), None)
+    if ref is None or "int-reference" not in cfg.targets or float_art.quantized:
+        return
+    reasons = ref.check_ops(float_art)
+    if reasons:
+        raise ConvdeployError(f"int-reference cannot run {float_art.name}: " + "; ".join(reasons),
+                              fix="drop int-reference from --targets, or change that layer")
+
+
 def _int_reference_note(targets: list[Target], cfg: DeployConfig,
                         artifacts: list[Artifact]) -> str | None:
     """The integer reference joins every quantized run (each row's LSB distance to it); when
@@ -347,6 +359,7 @@ def quantize_and_export(cfg: DeployConfig, prep: Prepared, stage: Path,
     artifacts = [OnnxExporter(quantized=False, example=prep.example).export(prep.float_qm,
                                                                              stage)]
     _check_all(targets, artifacts[0])  # before the long part: calibration and evaluation
+    _check_integer_ops(targets, cfg, artifacts[0])
     artifacts += _tflite(targets, artifacts[0], stage)
     timings["export_float"] = time.perf_counter() - t0
     refs_art = [_torch_artifact(prep.float_qm, "float", prep.preprocess, False)]

@@ -48,3 +48,38 @@ def test_pipeline_refuses_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(ConvdeployError, match="int8-only has no 4-bit weights"):
         cd.run(cfg)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_op_with_no_integer_kernel_is_named_before_calibration(tmp_path, monkeypatch):
+    """int-reference asked for: an op it cannot lower (here Erf: no kernel, no float island)
+    stops the run, with the op's name, before any calibration."""
+    import numpy as np
+
+    import convdeploy as cd
+    import convdeploy.pipeline as pipeline
+
+    (tmp_path / "erfnet.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "class ErfNet(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 4, 3)\n\n"
+        "    def forward(self, x):\n"
+        "        return torch.erf(self.conv(x)).mean((2, 3))\n\n"
+        "def build():\n"
+        "    return ErfNet()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def never(*args, **kwargs):
+        raise AssertionError("calibration started before the op was checked")
+
+    monkeypatch.setattr(pipeline, "_quantize", never)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 255, (8, 8, 8, 3), dtype=np.uint8))
+    cfg = cd.DeployConfig(model=cd.ModelSource("erfnet:build"), scheme=W8A8,
+                          targets=("int-reference",), out=tmp_path / "out",
+                          data=cd.DataConfig(calib=str(tmp_path / "d.npz"),
+                                             eval=str(tmp_path / "d.npz")), progress=False)
+    with pytest.raises(ConvdeployError, match="Erf"):
+        cd.run(cfg)
+    assert not (tmp_path / "out").exists()
