@@ -1,10 +1,11 @@
 """BatchNorm folding (whitepaper section 3.2), on the aten graph.
 
 A BatchNorm after a convolution folds into it. One with no convolution before it (after a ReLU,
-after an Add: common in real models) is a per-channel affine ``a * x + c``: it folds into the
-convolution after it when that one reads nothing else and pads nothing (padding would turn the
-border's ``c`` into 0), and otherwise becomes a 1x1 depthwise convolution, an integer kernel
-every integer target has."""
+after an Add: common in real models) is a per-channel affine ``a * x + c``: after the Add of
+two convolutions it folds into both (each scaled by ``a``, ``c`` added to one bias); otherwise
+it folds into the convolution after it when that one reads nothing else and pads nothing
+(padding would turn the border's ``c`` into 0), and otherwise becomes a 1x1 depthwise
+convolution, an integer kernel every integer target has."""
 from __future__ import annotations
 
 import torch
@@ -120,6 +121,14 @@ def _fold_affine(gm: GraphModule, bn: Node) -> str | None:
         return None
     a, c, prefix = _affine(gm, bn)
     out = _bn_output_users(bn)
+    branches = _linear_branches(x)
+    if branches:  # BN(conv1(u) + conv2(v)) = conv1'(u) + conv2'(v): both scaled, c in one bias
+        for i, conv in enumerate(branches):
+            _scale_outputs(gm, conv, a)
+            if i == 0:
+                _add_to_bias(gm, conv, c, f"{prefix}.folded_bias")
+        out.replace_all_uses_with(x)
+        return bn.name
     users = list(out.users)
     if len(users) == 1 and _folds_forward(users[0], out):
         _fold_into_conv(gm, users[0], a, c, f"{prefix}.folded_bias")
@@ -137,6 +146,33 @@ def _fold_affine(gm: GraphModule, bn: Node) -> str | None:
     dw.meta["nn_module_stack"] = bn.meta.get("nn_module_stack", {})
     out.replace_all_uses_with(dw)
     return bn.name
+
+
+def _linear_branches(value: Node) -> list[Node]:
+    """The two convolutions (with their own weights, read by the Add alone) whose sum is
+    ``value``, or [] (the BN then cannot fold backwards through it)."""
+    if value.op != "call_function" or value.target is not aten.add.Tensor or \
+            len(value.users) != 1 or len(value.args) != 2 or value.kwargs.get("alpha", 1) != 1:
+        return []
+    branches = list(value.args)
+    ok = all(isinstance(b, Node) and b.op == "call_function" and b.target in CONV_OPS
+             and len(b.users) == 1 and b.args[1].op == "get_attr" and len(b.args[1].users) == 1
+             and (len(b.args) < 3 or b.args[2] is None or
+                  (b.args[2].op == "get_attr" and len(b.args[2].users) == 1))
+             for b in branches)
+    return branches if ok and branches[0] is not branches[1] else []
+
+
+def _add_to_bias(gm: GraphModule, conv: Node, c: torch.Tensor, bias_target: str) -> None:
+    args = list(conv.args) + [None] * (3 - len(conv.args))
+    weight = get_attr_tensor(gm, args[1].target)
+    if args[2] is None:
+        set_attr_tensor(gm, bias_target, torch.zeros(weight.shape[0], dtype=weight.dtype))
+        with gm.graph.inserting_before(conv):
+            args[2] = gm.graph.get_attr(bias_target)
+        conv.args = tuple(args)
+    b = get_attr_tensor(gm, args[2].target)
+    set_attr_tensor(gm, args[2].target, (b.detach().double() + c).to(b.dtype))
 
 
 def _folds_forward(conv: Node, value: Node) -> bool:

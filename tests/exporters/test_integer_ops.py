@@ -419,3 +419,36 @@ def test_a_pool_over_the_whole_map_becomes_a_mean_that_openvino_reads():
     _check(rt)
     if registry.get("cpu-openvino").unavailable() is None:
         assert registry.get("cpu-openvino").check(rt.qdq) == []
+
+
+class BatchNormAfterAdd(nn.Module):
+    """A residual-style sum of two convolutions followed by BatchNorm: it folds into both."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(3, 8, 1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.bn.running_mean.uniform_(-0.5, 0.5)
+        self.bn.running_var.uniform_(0.5, 2.0)
+        self.bn.weight.data.uniform_(0.5, 1.5)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.bn(self.a(x) + self.b(x))).mean((2, 3)))
+
+
+def test_batchnorm_after_an_add_of_two_convolutions_folds_into_both():
+    from convdeploy.quant import capture, fold_batchnorm
+
+    model = BatchNormAfterAdd().eval()
+    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    gm = capture(model, x)
+    assert len(fold_batchnorm(gm)) == 1
+    assert not any("batch_norm" in str(n.target) for n in gm.graph.nodes)
+    assert sum(n.target is torch.ops.aten.conv2d.default for n in gm.graph.nodes) == 2
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), model(x), rtol=1e-5, atol=1e-5)
+    rt = roundtrip(model, (3, 8, 8))
+    assert OpKind.DEPTHWISE_CONV not in {op.kind for op in rt.graph.ops}
+    _check(rt)
