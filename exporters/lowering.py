@@ -57,6 +57,7 @@ class OpKind(str, Enum):
     TANH = "TANH"          # 256-entry lookup table (quant.integer_kernels.lut_table)
     GELU = "GELU"
     HARD_SWISH = "HARD_SWISH"
+    SOFTMAX = "SOFTMAX"
     FLOAT_ISLAND = "FLOAT_ISLAND"  # DEQUANTIZE -> float op(s) -> QUANTIZE (quant.float_kernels)
 
 
@@ -235,7 +236,7 @@ class _Lowerer:
                                 "(supported: Conv, Gemm, Add, Sub, Mul, Concat, ReduceMean, "
                                 "GlobalAveragePool, AveragePool, MaxPool, Slice, Pad, Reshape, "
                                 "Flatten, Squeeze, Unsqueeze, Transpose, Sigmoid, Tanh, Gelu, "
-                                "HardSwish, LeakyRelu, PRelu, Split, Relu/Clip after them)")
+                                "HardSwish, Softmax, LeakyRelu, PRelu, Split, Relu/Clip after them)")
         handler(node)
 
     def _op_Conv(self, node: onnx.NodeProto) -> None:
@@ -375,6 +376,12 @@ class _Lowerer:
 
     def _op_HardSwish(self, node: onnx.NodeProto) -> None:
         self._unary(node, OpKind.HARD_SWISH)
+
+    def _op_Softmax(self, node: onnx.NodeProto) -> None:
+        rank = len(self.shapes.get(node.input[0], ()))
+        if rank and int(_attrs(node).get("axis", -1)) % rank != rank - 1:
+            raise LoweringError(f"{node.name}: Softmax over an axis other than the last")
+        self._unary(node, OpKind.SOFTMAX)
 
     def _island_LayerNormalization(self, node: onnx.NodeProto) -> None:
         """No integer kernel: the op runs in float between the Encodings' numbers."""

@@ -36,7 +36,7 @@ _VERSIONS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4, "ADD": 
              "MAX_POOL_2D": 2, "STRIDED_SLICE": 2, "PAD": 2, "RESHAPE": 1, "QUANTIZE": 2,
              "DEQUANTIZE": 2, "TRANSPOSE": 2, "MUL": 2, "SUB": 2, "CONCATENATION": 2,
              "AVERAGE_POOL_2D": 2, "LOGISTIC": 2, "TANH": 2, "GELU": 2, "HARD_SWISH": 1,
-             "LEAKY_RELU": 2, "PRELU": 1}
+             "LEAKY_RELU": 2, "PRELU": 1, "SOFTMAX": 2}
 SPATIAL = {OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.MAX_POOL, OpKind.AVERAGE_POOL,
            OpKind.MEAN}
 ACTIVATIONS = {OpKind.LOGISTIC, OpKind.TANH, OpKind.HARD_SWISH}
@@ -256,13 +256,19 @@ class _Writer:
         opts.fusedActivationFunction = act
         self.operator(code, [src, w, self.bias(op, in_q)], [dst], name, opts)
 
-    def fully_connected(self, op: Op) -> None:
-        """Over the last ONNX axis, which must be TFLite's last too; other axes stay."""
+    def last_axis_op(self, op: Op) -> None:
+        """FULLY_CONNECTED and SOFTMAX work over the last ONNX axis, which must be TFLite's
+        last too; other axes stay where they are."""
         rank = len(self.shapes[op.inputs[0]])
         layout = self.layout.get(op.inputs[0], _default_layout(rank))
         if layout[-1] != rank - 1:
             layout = tuple(range(rank))
         src, dst = self.tensor(op.inputs[0], layout), self.output(op.output, layout)
+        if op.kind is OpKind.SOFTMAX:
+            opts = self.s.SoftmaxOptionsT()
+            opts.beta = 1.0
+            self.operator("SOFTMAX", [src], [dst], "SoftmaxOptions", opts)
+            return
         opts = self.s.FullyConnectedOptionsT()
         opts.fusedActivationFunction = self._activation_type(op)
         opts.keepNumDims = rank > 2
@@ -377,8 +383,8 @@ class _Writer:
     def write_op(self, op: Op) -> None:
         if op.kind in SPATIAL:
             self.spatial(op)
-        elif op.kind is OpKind.FULLY_CONNECTED:
-            self.fully_connected(op)
+        elif op.kind in (OpKind.FULLY_CONNECTED, OpKind.SOFTMAX):
+            self.last_axis_op(op)
         elif op.kind is OpKind.TRANSPOSE:
             self.transpose(op)
         elif op.kind is OpKind.RESHAPE:

@@ -59,6 +59,10 @@ FIXED_OUTPUTS = {
                                                    "zero point -128 (int8) / 0 (uint8)"),
     aten.tanh.default: FixedRange(-1.0, 1 / 128, "TANH: 8-bit output scale 1/128, "
                                                  "zero point 0 (int8) / 128 (uint8)"),
+    aten._softmax.default: FixedRange(0.0, 1 / 256, "SOFTMAX: 8-bit output scale 1/256, "
+                                                    "zero point -128 (int8) / 0 (uint8)"),
+    aten.softmax.int: FixedRange(0.0, 1 / 256, "SOFTMAX: 8-bit output scale 1/256, "
+                                               "zero point -128 (int8) / 0 (uint8)"),
 }
 
 # elementwise ops whose constant operand (a scalar or a parameter) gets an int8 per-tensor

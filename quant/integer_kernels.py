@@ -14,7 +14,8 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .fixed_point import Rounding, multiply_by_quantized_multiplier, quantize_multiplier
+from .fixed_point import Rounding, multiply_by_quantized_multiplier, quantize_multiplier, \
+    rounding_divide_by_pot, rounding_doubling_high_mul, wrap_int32
 
 EXACT_LIMIT = 2.0**53
 FLOAT32_EXACT_LIMIT = 2.0**24
@@ -311,3 +312,79 @@ def prelu(x: np.ndarray, in_q, alpha: np.ndarray, alpha_q, out_q,
     out = np.where(v >= 0, multiply_by_quantized_multiplier(v, *m1, rounding),
                    multiply_by_quantized_multiplier(v * a, *m2, rounding))
     return np.clip(out + out_q.zero_point, out_q.qmin, out_q.qmax)
+
+
+# ---- SOFTMAX: gemmlowp's fixed-point exp and reciprocal, as TFLite's int8 reference kernel
+
+INT32_MAX_ = 2**31 - 1
+
+def _fp_mul(a, b):
+    """Product of two gemmlowp fixed-point raws (SaturatingRoundingDoublingHighMul)."""
+    return rounding_doubling_high_mul(a, b)
+
+
+def _fp_pot(x, exponent: int):
+    """gemmlowp ``SaturatingRoundingMultiplyByPOT<exponent>`` on int32 raws."""
+    if exponent <= 0:
+        return rounding_divide_by_pot(x, -exponent)
+    threshold = (1 << (31 - exponent)) - 1
+    return np.where(x > threshold, INT32_MAX_, np.where(x < -threshold, -2**31, x << exponent))
+
+
+_EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308),
+               (2, 39332535), (3, 720401), (4, 242))
+
+
+def _exp_on_negative_values(a: np.ndarray, integer_bits: int = 5) -> np.ndarray:
+    """exp(a) for a <= 0 given in Q(integer_bits).(31 - integer_bits); result in Q0.31."""
+    fractional = 31 - integer_bits
+    quarter = 1 << (fractional - 2)
+    a_mod = (a & (quarter - 1)) - quarter
+    x = _fp_pot(a_mod, integer_bits) + (1 << 28)  # Rescale<0>, then + 1/8
+    x2 = _fp_mul(x, x)
+    x3 = _fp_mul(x2, x)
+    x4 = _fp_mul(x2, x2)
+    poly = _fp_pot(_fp_mul(_fp_pot(x4, -2) + x3, 715827883) + x2, -1)
+    result = 1895147668 + _fp_mul(1895147668, x + poly)
+    remainder = a_mod - a
+    for exponent, multiplier in _EXP_BARREL:
+        if integer_bits > exponent:
+            bit = (remainder & (1 << (fractional + exponent))) != 0
+            result = np.where(bit, _fp_mul(result, multiplier), result)
+    return np.where(a == 0, INT32_MAX_, result)
+
+
+def _one_over_one_plus_x(a: np.ndarray) -> np.ndarray:
+    """1 / (1 + a) for a in [0, 1) in Q0.31 (Newton-Raphson, gemmlowp); result Q0.31."""
+    total = a.astype(np.int64) + INT32_MAX_
+    half = (total + np.where(total >= 0, 1, -1)) // 2  # RoundingHalfSum: truncating division
+    half = np.where(total < 0, -((-total + 1) // 2), half)
+    x = 1515870810 + _fp_mul(half, -1010580540)  # F2: 48/17 - 32/17 * d
+    for _ in range(3):
+        one_minus = (1 << 29) - _fp_mul(half, x)
+        x = x + _fp_pot(_fp_mul(x, one_minus), 2)
+    return _fp_pot(x, 1)
+
+
+def softmax(x: np.ndarray, in_q, out_q, beta: float = 1.0) -> np.ndarray:
+    """TFLite's int8 SOFTMAX over the last axis (``reference_ops::Softmax``): input
+    differences to the row's maximum scaled into Q5.26 by ``beta * s_in``, gemmlowp's exp, the
+    sum in Q12.19, its reciprocal, output on the fixed 1/256 grid (zero point -128 in int8)."""
+    shift = 0 if in_q.signed else 128
+    codes = x.astype(np.int64) - shift
+    real = min(beta * float(np.float32(in_q.scale)) * (1 << (31 - 5)), 2.0**31 - 1.0)
+    mult, left = quantize_multiplier(real)
+    radius = math.floor(((1 << 5) - 1) * (1 << (31 - 5)) / (1 << left))
+    diff = codes - codes.max(axis=-1, keepdims=True)
+    valid = diff >= -radius
+    scaled = rounding_doubling_high_mul(wrap_int32(diff * (1 << left)), mult)
+    exps = np.where(valid, _exp_on_negative_values(scaled), 0)
+    total = np.where(valid, rounding_divide_by_pot(exps, 12), 0).sum(axis=-1, keepdims=True)
+    headroom = 32 - np.frexp(total.astype(np.float64))[1].astype(np.int64)  # leading zeros
+    over_unit = 12 - headroom
+    shifted = ((total << headroom) - (1 << 31))
+    scale = _one_over_one_plus_x(wrap_int32(shifted))
+    out = rounding_divide_by_pot(_fp_mul(scale, exps), over_unit + 31 - 8) - 128
+    out = np.where(valid, np.clip(out, -128, 127), -128)
+    out_shift = 0 if out_q.signed else 128
+    return out + out_shift

@@ -167,12 +167,18 @@ def _prelu(op, values, quant, ar):
                    quant[op.output], ar.activation)
 
 
+def _softmax(op, values, quant, ar):
+    from convdeploy.quant import integer_kernels as k
+
+    return k.softmax(values[op.inputs[0]], quant[op.inputs[0]], quant[op.output])
+
+
 _KERNELS = {
     "QUANTIZE": _quantize, "DEQUANTIZE": _dequantize, "CONV": _conv, "DEPTHWISE_CONV": _conv,
     "FULLY_CONNECTED": _fully_connected, "ADD": _binary("add", "add"),
     "SUB": _binary("sub", "add"), "MUL": _binary("mul", "mul"), "MEAN": _mean,
     "MAX_POOL": _max_pool, "AVERAGE_POOL": _average_pool, "PAD": _pad,
-    "REQUANTIZE": _requantize, "LOGISTIC": _lut, "TANH": _lut, "GELU": _lut, "HARD_SWISH": _hard_swish,
+    "REQUANTIZE": _requantize, "LOGISTIC": _lut, "TANH": _lut, "GELU": _lut, "HARD_SWISH": _hard_swish, "SOFTMAX": _softmax,
     "FLOAT_ISLAND": _float_island, "LEAKY_RELU": _leaky_relu, "PRELU": _prelu,
     "STRIDED_SLICE": lambda op, values, quant, ar: _slice(values[op.inputs[0]], op.attrs),
     "RESHAPE": lambda op, values, quant, ar: values[op.inputs[0]].reshape(

@@ -452,3 +452,56 @@ def test_batchnorm_after_an_add_of_two_convolutions_folds_into_both():
     rt = roundtrip(model, (3, 8, 8))
     assert OpKind.DEPTHWISE_CONV not in {op.kind for op in rt.graph.ops}
     _check(rt)
+
+
+@pytest.mark.parametrize("depth", [3, 10, 64, 200])
+def test_softmax_equals_litert_on_random_rows(depth, tmp_path):
+    """gemmlowp's fixed-point exp and reciprocal as TFLite's int8 SOFTMAX: 300 rows under 3
+    seeded input encodings (int8 and uint8), output on the fixed 1/256 grid."""
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    from convdeploy.exporters.lowering import Op, OpGraph, QParams
+    from convdeploy.exporters.tflite_export import tflite_bytes
+    from convdeploy.targets.int_reference import IntegerRunnable
+    from convdeploy.targets.mobile_litert import LiteRtRunnable
+
+    rng = np.random.default_rng(depth)
+    for trial in range(3):
+        signed = bool(trial % 2)
+        base = -128 if signed else 0
+        in_q = QParams(float(np.float32(rng.uniform(0.01, 0.3))),
+                       int(rng.integers(base + 20, base + 236)), 8, signed)
+        ops = [Op(OpKind.QUANTIZE, ("x",), "q", "quantize"),
+               Op(OpKind.SOFTMAX, ("q",), "y", "softmax"),
+               Op(OpKind.DEQUANTIZE, ("y",), "out", "dequantize")]
+        graph = OpGraph(ops, {"q": in_q, "y": QParams(1 / 256, base, 8, signed)}, "x", "out",
+                        (depth,))
+        path = tmp_path / f"softmax{trial}.tflite"
+        path.write_bytes(tflite_bytes(graph))
+        x = (rng.standard_normal((300, depth)) * 40 * in_q.scale).astype(np.float32)
+        lite = next(iter(LiteRtRunnable(path, "BUILTIN_REF", 1)({"x": x}).values()))
+        np.testing.assert_array_equal(lite, IntegerRunnable(graph).codes(x)["out"])
+
+
+class ChannelAttention(nn.Module):
+    """A softmax over channels (channels-last), used as attention weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = self.conv(x)
+        weights = torch.softmax(y.permute(0, 2, 3, 1), dim=-1).permute(0, 3, 1, 2)
+        return self.fc((y * weights).mean((2, 3)))
+
+
+def test_softmax_in_a_model_has_its_fixed_encoding_and_is_bit_exact():
+    from convdeploy.quant.encodings import Encodings
+
+    rt = roundtrip(ChannelAttention(), (3, 8, 8))
+    assert OpKind.SOFTMAX in {op.kind for op in rt.graph.ops}
+    enc = Encodings.load(rt.qdq.encodings)
+    assert [(e.scale[0], e.zero_point[0]) for e in enc.tensors.values()
+            if e.constraint.startswith("SOFTMAX")] == [(1 / 256, 0)]
+    _check(rt)
