@@ -102,10 +102,11 @@ def mobilenetv3() -> nn.Module:
 
 
 # name -> (factory, epochs): epochs sized so that each recipe stays within ~20 min on 2 cores
-# (one training step of 128 images measured at 1.2-4.9 s on the busy 2-core EPYC)
+# (measured with one thread beside other jobs on the 2-core EPYC: LSNet 0.7 min per epoch,
+# ConvNeXt 0.6, MobileNetV3 1.0; InceptionNeXt and HorNet about twice ConvNeXt's steps)
 MODELS: dict[str, tuple[Callable[[], nn.Module], int]] = {
-    "convnext": (convnext, 12), "inceptionnext": (inceptionnext, 6),
-    "hornet": (hornet, 6), "lsnet": (lsnet, 24), "mobilenetv3": (mobilenetv3, 6)}
+    "convnext": (convnext, 30), "inceptionnext": (inceptionnext, 15),
+    "hornet": (hornet, 15), "lsnet": (lsnet, 24), "mobilenetv3": (mobilenetv3, 18)}
 
 
 def weights_path(name: str) -> Path:
