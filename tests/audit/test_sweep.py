@@ -85,7 +85,7 @@ def test_a_failing_target_is_recorded_and_the_sweep_goes_on(tmp_path):
              y=rng.integers(0, 10, 64))
     tree = {**TREE, "schemes": ["w8a8"], "threads": [1],
             "data": {"calib": str(tmp_path / "d.npz"), "eval": str(tmp_path / "d.npz")}}
-    tree["models"] = ["tests.audit.models:sigmoid_net"]
+    tree["models"] = ["tests.audit.models:erf_net"]
     audit = run_audit(parse_spec(tree), tmp_path / "out", progress=False)
     by_target = {c["target"]: c for c in audit.cells}
     assert by_target["cpu-ort"]["status"] == "ok"
