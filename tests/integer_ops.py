@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 
@@ -34,7 +35,6 @@ def roundtrip(model: torch.nn.Module, shape: tuple[int, ...], *, seed: int = 0, 
               samples: int = 64, float_model: bool = True) -> RoundTrip:
     """Run ``model`` (inputs of per-sample ``shape``) through every integer consumer (and its
     float export through LiteRT, unless ``float_model`` is False)."""
-    pytest = __import__("pytest")
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed "
                                                  "(pip install 'convdeploy[mobile]')")
     from convdeploy.exporters.lowering import lower_file
