@@ -32,9 +32,11 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     return fixed, shift
 
 
-def rounding_doubling_high_mul(a: np.ndarray, b: int | np.ndarray) -> np.ndarray:
+def rounding_doubling_high_mul(a: np.ndarray, b: int | np.ndarray, bits: int = 32
+                               ) -> np.ndarray:
     """``(a * b * 2 + 2**31) >> 32`` with gemmlowp's nudge (round half away from zero) and its
-    single saturating case (both operands INT32_MIN).
+    single saturating case (both operands the type's minimum); ``bits=16`` is the int16
+    version (``>> 15``, nudge ``2**14``) that HARD_SWISH uses.
 
     gemmlowp adds ``2**30`` (``1 - 2**30`` for a negative product) and divides by ``2**31``
     truncating towards zero; for a negative ``v`` that truncation is ``(v + 2**31 - 1) >> 31``,
@@ -43,11 +45,12 @@ def rounding_doubling_high_mul(a: np.ndarray, b: int | np.ndarray) -> np.ndarray
     """
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
+    low = -(1 << (bits - 1))
     out = a * b  # |a|, |b| < 2**31: fits in int64
-    out += 1 << 30
-    out >>= 31
-    if np.any(b == INT32_MIN):  # never for a multiplier in [2**30, 2**31); kept for the contract
-        out = np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, out)
+    out += 1 << (bits - 2)
+    out >>= bits - 1
+    if np.any(b == low):  # never for a multiplier in [2**30, 2**31); kept for the contract
+        out = np.where((a == low) & (b == low), -low - 1, out)
     return out
 
 

@@ -14,8 +14,8 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .fixed_point import Rounding, multiply_by_quantized_multiplier, quantize_multiplier, \
-    rounding_divide_by_pot, rounding_doubling_high_mul, wrap_int32
+from .fixed_point import INT32_MAX, INT32_MIN, Rounding, multiply_by_quantized_multiplier, \
+    quantize_multiplier, rounding_divide_by_pot, rounding_doubling_high_mul, wrap_int32
 
 EXACT_LIMIT = 2.0**53
 FLOAT32_EXACT_LIMIT = 2.0**24
@@ -36,6 +36,11 @@ def _windows(x: np.ndarray, kernel: tuple[int, int], strides, pads, dilations,
     kw = (kernel[1] - 1) * dilations[1] + 1
     win = sliding_window_view(x, (kh, kw), axis=(2, 3))
     return win[:, :, ::strides[0], ::strides[1], ::dilations[0], ::dilations[1]]
+
+
+def _real(value) -> float:
+    """A float32 scale (as the file holds it) as the double TFLite's Prepare computes with."""
+    return float(np.float64(np.float32(value)))
 
 
 def requantize(acc: np.ndarray, in_scale: float, w_scale: np.ndarray, out_scale: float,
@@ -100,11 +105,11 @@ def add(a: np.ndarray, a_q, b: np.ndarray, b_q, out_q, low: int, high: int,
     bits of headroom (15 for 16-bit codes), summed, then requantized to the output (SUB:
     the second multiplier negated)."""
     left_shift = 20 if max(a_q.bits, b_q.bits) <= 8 else 15
-    twice_max = 2.0 * float(max(np.float32(a_q.scale), np.float32(b_q.scale)))
-    m1, s1 = quantize_multiplier(float(np.float32(a_q.scale)) / twice_max)
-    m2, s2 = quantize_multiplier(float(np.float32(b_q.scale)) / twice_max)
+    twice_max = 2.0 * max(_real(a_q.scale), _real(b_q.scale))
+    m1, s1 = quantize_multiplier(_real(a_q.scale) / twice_max)
+    m2, s2 = quantize_multiplier(_real(b_q.scale) / twice_max)
     m2 = -m2 if negate_second else m2
-    mo, so = quantize_multiplier(twice_max / ((1 << left_shift) * float(np.float32(out_q.scale))))
+    mo, so = quantize_multiplier(twice_max / ((1 << left_shift) * _real(out_q.scale)))
 
     def scaled(v, zp, m, s):
         return multiply_by_quantized_multiplier((v.astype(np.int64) - zp) << left_shift, m, s,
@@ -132,10 +137,6 @@ def max_pool(x: np.ndarray, kernel, strides, pads) -> np.ndarray:
     """Max over windows; padded positions never win (they are below every code)."""
     fill = int(x.min(initial=0)) - 1
     return _windows(x.astype(np.int64), kernel, strides, pads, (1, 1), fill).max(axis=(4, 5))
-
-
-def _real(value) -> float:
-    return float(np.float64(np.float32(value)))
 
 
 def requantize_codes(x: np.ndarray, in_q, out_q, rounding: Rounding = Rounding.DOUBLE
@@ -232,32 +233,12 @@ def lookup(x: np.ndarray, table: np.ndarray, in_q) -> np.ndarray:
     return table[x.astype(np.int64) + (128 if in_q.signed else 0)]
 
 
-def _srdhm16(a: np.ndarray, b: int) -> np.ndarray:
-    """gemmlowp's SaturatingRoundingDoublingHighMul on int16 values."""
-    ab = a.astype(np.int64) * b
-    nudge = np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
-    out = np.trunc((ab + nudge) / (1 << 15)).astype(np.int64)  # C++ division truncates
-    return np.where((a == -32768) & (b == -32768), 32767, out)
-
-
-def _rdbpot(x: np.ndarray, exponent: int) -> np.ndarray:
-    """gemmlowp's RoundingDivideByPOT (round half away from zero)."""
-    if exponent <= 0:
-        return x
-    mask = (1 << exponent) - 1
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + ((x & mask) > threshold)
-
-
 def _int16_multiplier(real: float) -> tuple[int, int]:
     """``QuantizeMultiplier`` then ``DownScaleInt32ToInt16Multiplier``: (int16, exponent)."""
     mult, exponent = quantize_multiplier(real)
-    if mult >= INT32_MAX_MINUS_ROUNDING:
+    if mult >= INT32_MAX - (1 << 15):
         return 32767, exponent
     return (mult + (1 << 15)) >> 16, exponent
-
-
-INT32_MAX_MINUS_ROUNDING = 2**31 - 1 - (1 << 15)
 
 
 def hard_swish(x: np.ndarray, in_q, out_q) -> np.ndarray:
@@ -272,20 +253,20 @@ def hard_swish(x: np.ndarray, in_q, out_q) -> np.ndarray:
         raise ValueError("HARD_SWISH: output scale below input scale / 128 (TFLite refuses)")
     value = x.astype(np.int64) - in_q.zero_point
     hires_value = value * (1 << 7)
-    preshift = _srdhm16(hires_value, out_mult)
+    preshift = rounding_doubling_high_mul(hires_value, out_mult, bits=16)
     reluish = hires_value
     if relu_exp > 0:
         reluish = np.clip(reluish * (1 << (relu_exp - 1)), -32768, 32767)
-    reluish = _srdhm16(reluish, relu_mult)
+    reluish = rounding_doubling_high_mul(reluish, relu_mult, bits=16)
     if relu_exp > 0:
         reluish = np.clip(reluish * 2, -32768, 32767)
     elif relu_exp < 0:
-        reluish = _rdbpot(reluish, -relu_exp)
+        reluish = rounding_divide_by_pot(reluish, -relu_exp)
     reluish = (reluish + (1 << 15)) >> 1
     product = reluish * preshift
     product = np.trunc(product / (1 << 15)).astype(np.int64)  # SaturatingDoublingHighMul
     product = np.where((reluish == -32768) & (preshift == -32768), 32767, product)
-    out = _rdbpot(product, -out_exp) + out_q.zero_point
+    out = rounding_divide_by_pot(product, -out_exp) + out_q.zero_point
     return np.clip(out, out_q.qmin, out_q.qmax)
 
 
@@ -316,8 +297,6 @@ def prelu(x: np.ndarray, in_q, alpha: np.ndarray, alpha_q, out_q,
 
 # ---- SOFTMAX: gemmlowp's fixed-point exp and reciprocal, as TFLite's int8 reference kernel
 
-INT32_MAX_ = 2**31 - 1
-
 def _fp_mul(a, b):
     """Product of two gemmlowp fixed-point raws (SaturatingRoundingDoublingHighMul)."""
     return rounding_doubling_high_mul(a, b)
@@ -328,7 +307,7 @@ def _fp_pot(x, exponent: int):
     if exponent <= 0:
         return rounding_divide_by_pot(x, -exponent)
     threshold = (1 << (31 - exponent)) - 1
-    return np.where(x > threshold, INT32_MAX_, np.where(x < -threshold, -2**31, x << exponent))
+    return np.where(x > threshold, INT32_MAX, np.where(x < -threshold, INT32_MIN, x << exponent))
 
 
 _EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308),
@@ -351,12 +330,12 @@ def _exp_on_negative_values(a: np.ndarray, integer_bits: int = 5) -> np.ndarray:
         if integer_bits > exponent:
             bit = (remainder & (1 << (fractional + exponent))) != 0
             result = np.where(bit, _fp_mul(result, multiplier), result)
-    return np.where(a == 0, INT32_MAX_, result)
+    return np.where(a == 0, INT32_MAX, result)
 
 
 def _one_over_one_plus_x(a: np.ndarray) -> np.ndarray:
     """1 / (1 + a) for a in [0, 1) in Q0.31 (Newton-Raphson, gemmlowp); result Q0.31."""
-    total = a.astype(np.int64) + INT32_MAX_
+    total = a.astype(np.int64) + INT32_MAX
     half = (total + np.where(total >= 0, 1, -1)) // 2  # RoundingHalfSum: truncating division
     half = np.where(total < 0, -((-total + 1) // 2), half)
     x = 1515870810 + _fp_mul(half, -1010580540)  # F2: 48/17 - 32/17 * d
