@@ -147,11 +147,10 @@ class _Lowerer:
         if handler is None and node.op_type in ISLAND_OPS:
             handler = getattr(self, f"_island_{node.op_type}")
         if handler is None:
+            supported = sorted({n[4:] for n in dir(self) if n.startswith("_op_")} |
+                               set(ISLAND_OPS))
             raise LoweringError(f"{node.name}: op {node.op_type} has no integer kernel here "
-                                "(supported: Conv, Gemm, Add, Sub, Mul, Concat, ReduceMean, "
-                                "GlobalAveragePool, AveragePool, MaxPool, Slice, Pad, Reshape, "
-                                "Flatten, Squeeze, Unsqueeze, Transpose, Sigmoid, Tanh, Gelu, "
-                                "HardSwish, Softmax, LeakyRelu, PRelu, Split, Relu/Clip after them)")
+                                f"(supported: {', '.join(supported)}; Relu/Clip after them)")
         handler(node)
 
     def _op_Conv(self, node: onnx.NodeProto) -> None:
@@ -220,15 +219,21 @@ class _Lowerer:
             return
         if len(const) == 2:
             raise LoweringError(f"{node.name}: {node.op_type} of two constants (fold it)")
-        codes, scale = self._value(node.input[const[0]])
-        if self.quant and (scale is None or scale.size != 1):
-            raise LoweringError(f"{node.name}: {node.op_type} of a constant without a "
-                                "per-tensor encoding (quantize the model with convdeploy)")
+        codes, scale = self._per_tensor_constant(node, node.input[const[0]])
         other = node.input[1 - const[0]]
         out, act = self._output(node, True)
         self.ops.append(Op(kind, (self.resolve(other),), out, node.name, act,
-                           weight=np.asarray(codes), weight_scale=scale,
+                           weight=codes, weight_scale=scale,
                            attrs={"constant_first": const[0] == 0}))
+
+    def _per_tensor_constant(self, node: onnx.NodeProto, name: str):
+        """(codes, scale) of an elementwise op's constant operand: in a quantized graph it
+        must carry one int8 per-tensor encoding (what TFLite's int8 kernels read)."""
+        codes, scale = self._value(name)
+        if self.quant and (scale is None or scale.size != 1):
+            raise LoweringError(f"{node.name}: {node.op_type} of a constant without a "
+                                "per-tensor encoding (quantize the model with convdeploy)")
+        return np.asarray(codes), scale
 
     def _op_Add(self, node: onnx.NodeProto) -> None:
         self._binary(node, OpKind.ADD)
@@ -272,12 +277,10 @@ class _Lowerer:
     def _op_PRelu(self, node: onnx.NodeProto) -> None:
         """The slope is a constant: int8 codes with a per-tensor scale (float in a float
         graph), broadcast along the channels."""
-        codes, scale = self._value(node.input[1])
-        if self.quant and (scale is None or scale.size != 1):
-            raise LoweringError(f"{node.name}: PRelu slope without a per-tensor encoding")
+        codes, scale = self._per_tensor_constant(node, node.input[1])
         out, _ = self._output(node, False)
         self.ops.append(Op(OpKind.PRELU, (self.resolve(node.input[0]),), out, node.name,
-                           weight=np.asarray(codes), weight_scale=scale))
+                           weight=codes, weight_scale=scale))
 
     def _op_Sigmoid(self, node: onnx.NodeProto) -> None:
         self._unary(node, OpKind.LOGISTIC)
@@ -449,22 +452,21 @@ class _Lowerer:
         shape = self.shapes.get(node.output[0])
         if shape is None or not all(isinstance(d, int) for d in shape):
             raise LoweringError(f"{node.name}: a constant reshaped to an unknown shape")
-        out = node.output[0]
-        if node.input[0] in self.weights:
-            codes, scale = self.weights[node.input[0]]
-            self.weights[out] = (codes.reshape(shape), scale)
+        self._fold_constant(node, lambda v: v.reshape(shape))
+
+    def _fold_constant(self, node: onnx.NodeProto, move) -> None:
+        """A shape op on a constant: its codes (or float values) moved, no op emitted."""
+        src, out = node.input[0], node.output[0]
+        if src in self.weights:
+            codes, scale = self.weights[src]
+            self.weights[out] = (move(codes), scale)
         else:
-            self.consts[out] = np.asarray(self.consts[node.input[0]]).reshape(shape)
+            self.consts[out] = move(np.asarray(self.consts[src]))
 
     def _op_Transpose(self, node: onnx.NodeProto) -> None:
         perm = [int(p) for p in _attrs(node)["perm"]]
-        if node.input[0] in self.weights:  # a linear layer's weight, transposed for MatMul
-            codes, scale = self.weights[node.input[0]]
-            self.weights[node.output[0]] = (codes.transpose(perm), scale)
-            self.transposed.add(node.output[0])
-            return
-        if node.input[0] in self.consts:  # the same, in a float model
-            self.consts[node.output[0]] = np.asarray(self.consts[node.input[0]]).transpose(perm)
+        if node.input[0] in self.weights or node.input[0] in self.consts:
+            self._fold_constant(node, lambda v: v.transpose(perm))  # a weight, for MatMul
             self.transposed.add(node.output[0])
             return
         if perm[0] != 0:

@@ -164,6 +164,7 @@ def _linear_branches(value: Node) -> list[Node]:
 
 
 def _add_to_bias(gm: GraphModule, conv: Node, c: torch.Tensor, bias_target: str) -> None:
+    """``b[o] += c[o]`` (a zero bias named ``bias_target`` is added first if there is none)."""
     args = list(conv.args) + [None] * (3 - len(conv.args))
     weight = get_attr_tensor(gm, args[1].target)
     if args[2] is None:
@@ -199,16 +200,8 @@ def _fold_into_conv(gm: GraphModule, conv: Node, a: torch.Tensor, c: torch.Tenso
     per_out = weight.shape[0] // groups
     scale = a.reshape(groups, -1).repeat_interleave(per_out, 0)[:, :, None, None]
     shift = c.reshape(groups, -1).repeat_interleave(per_out, 0)[:, :, None, None]
-    args = list(conv.args) + [None] * (3 - len(conv.args))
-    bias = torch.zeros(weight.shape[0], dtype=torch.float64) if args[2] is None else \
-        get_attr_tensor(gm, args[2].target).detach().double()
     set_attr_tensor(gm, w_node.target, (weight * scale).to(dtype))
-    if args[2] is None:
-        set_attr_tensor(gm, bias_target, torch.zeros(weight.shape[0], dtype=dtype))
-        with gm.graph.inserting_before(conv):
-            args[2] = gm.graph.get_attr(bias_target)
-    set_attr_tensor(gm, args[2].target, (bias + (weight * shift).sum((1, 2, 3))).to(dtype))
-    conv.args = tuple(args)
+    _add_to_bias(gm, conv, (weight * shift).sum((1, 2, 3)), bias_target)
 
 
 def _drop_unused_attributes(gm: GraphModule) -> None:
