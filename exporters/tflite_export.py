@@ -132,10 +132,14 @@ class _Writer:
         self.index[(name, tuple(layout))] = idx
         return idx
 
+    def layout_of(self, name: str) -> tuple[int, ...]:
+        """Where value ``name`` was produced (the graph input: the default layout)."""
+        return self.layout.setdefault(name, _default_layout(len(self.shapes[name])))
+
     def tensor(self, name: str, layout: tuple[int, ...] | None = None) -> int:
         """The tensor holding value ``name`` in ``layout`` (default: where it was produced);
         a TRANSPOSE from its own layout is added on first need."""
-        have = self.layout.setdefault(name, _default_layout(len(self.shapes[name])))
+        have = self.layout_of(name)
         if (name, have) not in self.index:  # the graph input
             self.index[(name, have)] = self._new(name, have)
         layout = tuple(layout) if layout is not None else have
@@ -260,7 +264,7 @@ class _Writer:
         """FULLY_CONNECTED and SOFTMAX work over the last ONNX axis, which must be TFLite's
         last too; other axes stay where they are."""
         rank = len(self.shapes[op.inputs[0]])
-        layout = self.layout.get(op.inputs[0], _default_layout(rank))
+        layout = self.layout_of(op.inputs[0])
         if layout[-1] != rank - 1:
             layout = tuple(range(rank))
         src, dst = self.tensor(op.inputs[0], layout), self.output(op.output, layout)
@@ -279,16 +283,13 @@ class _Writer:
     def elementwise(self, op: Op) -> None:
         """Ops that work in any layout: the output keeps the first input's."""
         s = self.s
-        layout = self.layout.get(op.inputs[0], _default_layout(len(self.shapes[op.inputs[0]])))
+        layout = self.layout_of(op.inputs[0])
         srcs = [self.tensor(i, layout) for i in op.inputs]
         if op.weight is not None:  # ADD/SUB/MUL of a constant
             srcs.insert(0 if op.attrs.get("constant_first") else 1, self.constant(op, layout))
         dst = self.output(op.output, layout)
         if op.kind in (OpKind.ADD, OpKind.SUB, OpKind.MUL):
-            title = op.kind.value.title()
-            opts = getattr(s, f"{title}OptionsT")()
-            opts.fusedActivationFunction = self._activation_type(op)
-            self.operator(op.kind.value, srcs, [dst], f"{title}Options", opts)
+            self.arithmetic(op.kind.value, srcs, dst, self._activation_type(op))
         elif op.kind in (OpKind.QUANTIZE, OpKind.REQUANTIZE):
             self.operator("QUANTIZE", srcs, [dst])
         elif op.kind is OpKind.DEQUANTIZE:
@@ -320,6 +321,13 @@ class _Writer:
         else:  # pragma: no cover - lowering admits only the kinds handled here
             raise LoweringError(f"{op.name}: no TFLite form for {op.kind.value}")
 
+    def arithmetic(self, code: str, srcs: list[int], dst: int, activation: int = 0) -> None:
+        """ADD, SUB or MUL (int8 or float32), with a fused activation."""
+        title = code.title()
+        opts = getattr(self.s, f"{title}OptionsT")()
+        opts.fusedActivationFunction = activation
+        self.operator(code, srcs, [dst], f"{title}Options", opts)
+
     def constant(self, op: Op, layout) -> int:
         """An elementwise op's constant operand, rank-aligned and in the op's layout: int8
         codes with their per-tensor scale (float32 in a float graph)."""
@@ -350,7 +358,7 @@ class _Writer:
         input's (``L_out = perm^-1 o L_in``), so the same tensor serves; a layout change that
         a consumer needs becomes a TRANSPOSE there."""
         src_name = op.inputs[0]
-        have = self.layout.setdefault(src_name, _default_layout(len(self.shapes[src_name])))
+        have = self.layout_of(src_name)
         idx = self.tensor(src_name, have)
         inv = _inverse(op.attrs["perm"])
         layout = tuple(inv[axis] for axis in have)
@@ -365,7 +373,7 @@ class _Writer:
         in ONNX order, or NHWC when that is the same memory order."""
         shape, out_shape = self.shapes[op.inputs[0]], self.shapes[op.output]
         rank = len(shape)
-        have = self.layout.setdefault(op.inputs[0], _default_layout(rank))
+        have = self.layout_of(op.inputs[0])
         onnx_order = tuple(range(rank))
         src = self.tensor(op.inputs[0], have if _same_order(shape, have, onnx_order)
                           else onnx_order)
@@ -408,7 +416,7 @@ class _Writer:
         layout (a float graph: the float ops alone)."""
         name = op.inputs[0]
         shape = self.shapes[name]
-        layout = self.layout.get(name, _default_layout(len(shape)))
+        layout = self.layout_of(name)
         x = self.tensor(name, layout)
         if name in self.graph.quant:
             f = self._float(f"{name}.float.{op.name}", shape, layout)
@@ -438,8 +446,7 @@ class _Writer:
         def binary(code: str, a: int, b: int, label: str, dst: int | None = None,
                    like=shape) -> int:
             t = dst if dst is not None else self._float(f"{op.name}.{label}", like, layout)
-            title = code.title()
-            self.operator(code, [a, b], [t], f"{title}Options", getattr(s, f"{title}OptionsT")())
+            self.arithmetic(code, [a, b], t)
             return t
 
         centred = binary("SUB", x, mean(x, "mean"), "centred")

@@ -8,8 +8,8 @@ Rules (whitepaper + Jacob et al. 2018, as runtimes execute QDQ graphs):
 - a conv/linear weight gets a symmetric weight quantizer and its bias an int32 quantizer with
   scale ``s_in * s_w``;
 - ops that only move values (slice, pad with 0, max-pool, reshape, ReLU on a quantized input),
-  and average pooling, reuse their input's quantizer: the value stays on the same grid, and the exported graph keeps
-  Q/DQ around them so integer runtimes do not fall back to float;
+  and average pooling, reuse their input's quantizer: the value stays on the same grid, and
+  the exported graph keeps Q/DQ around them so integer runtimes do not fall back to float;
 - aliases (dropout in eval, clone, contiguous) are transparent.
 """
 from __future__ import annotations

@@ -182,13 +182,26 @@ def test_hard_swish_is_bit_exact():
     _check(rt)
 
 
-def _single_op_graph(kind, in_q, out_q, **attrs):
+def _single_op_graph(kind, in_q, out_q, shape=(256,), **attrs):
+    """QUANTIZE -> one op -> DEQUANTIZE, with the given encodings."""
     from convdeploy.exporters.lowering import Op, OpGraph
 
     ops = [Op(OpKind.QUANTIZE, ("x",), "q", "quantize"),
            Op(kind, ("q",), "y", kind.value.lower(), attrs=attrs),
            Op(OpKind.DEQUANTIZE, ("y",), "out", "dequantize")]
-    return OpGraph(ops, {"q": in_q, "y": out_q}, "x", "out", (256,))
+    return OpGraph(ops, {"q": in_q, "y": out_q}, "x", "out", tuple(shape))
+
+
+def _litert_and_reference(graph, x, path):
+    """(LiteRT reference kernels' output, the integer reference's codes) of ``graph``."""
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    from convdeploy.exporters.tflite_export import tflite_bytes
+    from convdeploy.targets.int_reference import IntegerRunnable
+    from convdeploy.targets.mobile_litert import LiteRtRunnable
+
+    path.write_bytes(tflite_bytes(graph))
+    lite = next(iter(LiteRtRunnable(path, "BUILTIN_REF", 1)({"x": x}).values()))
+    return lite, IntegerRunnable(graph).codes(x)
 
 
 @pytest.mark.parametrize("kind,attrs", [(OpKind.LOGISTIC, {}), (OpKind.TANH, {}),
@@ -199,11 +212,7 @@ def _single_op_graph(kind, in_q, out_q, **attrs):
 def test_unary_kernels_equal_litert_on_every_input_code(kind, attrs, tmp_path):
     """Every one of the 256 input codes, under 12 seeded random encodings (int8 and uint8;
     LOGISTIC and TANH with their fixed output encodings)."""
-    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
     from convdeploy.exporters.lowering import QParams
-    from convdeploy.exporters.tflite_export import tflite_bytes
-    from convdeploy.targets.int_reference import IntegerRunnable
-    from convdeploy.targets.mobile_litert import LiteRtRunnable
 
     rng = np.random.default_rng(7)
     for trial in range(12):
@@ -218,13 +227,9 @@ def test_unary_kernels_equal_litert_on_every_input_code(kind, attrs, tmp_path):
         graph = _single_op_graph(kind, in_q, out_q, **attrs)
         codes = np.arange(base, base + 256)
         x = ((codes - in_q.zero_point) * np.float32(in_q.scale)).astype(np.float32)[None]
-        path = tmp_path / f"{kind.value}{trial}.tflite"
-        path.write_bytes(tflite_bytes(graph))
-        lite = LiteRtRunnable(path, "BUILTIN_REF", 1)({"x": x})
-        ref = IntegerRunnable(graph).codes(x)
+        lite, ref = _litert_and_reference(graph, x, tmp_path / f"{kind.value}{trial}.tflite")
         np.testing.assert_array_equal(ref["q"], codes[None])  # every code goes in
-        np.testing.assert_array_equal(next(iter(lite.values())), ref["out"],
-                                      err_msg=f"trial {trial}: {in_q} -> {out_q}")
+        np.testing.assert_array_equal(lite, ref["out"], err_msg=f"trial {trial}: {in_q} -> {out_q}")
 
 
 @pytest.mark.parametrize("act_signed", [False, True], ids=["uint8", "int8"])
@@ -325,26 +330,17 @@ def test_layer_norm_runs_as_a_float_island_bit_exact():
 def test_layer_norm_island_equals_litert_over_wide_rows(channels, tmp_path):
     """The float island's reductions are summed in LiteRT's order: bit-exact on 512 rows
     of up to 384 channels (a different summation order flips output codes here)."""
-    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
-    from convdeploy.exporters.lowering import Op, OpGraph, QParams
-    from convdeploy.exporters.tflite_export import tflite_bytes
-    from convdeploy.targets.int_reference import IntegerRunnable
-    from convdeploy.targets.mobile_litert import LiteRtRunnable
+    from convdeploy.exporters.lowering import QParams
 
     rng = np.random.default_rng(channels)
-    attrs = {"onnx": "LayerNormalization", "axis": 1, "epsilon": 1e-6,
-             "scale": rng.uniform(0.5, 1.5, channels).astype(np.float32),
-             "bias": rng.uniform(-0.2, 0.2, channels).astype(np.float32)}
-    ops = [Op(OpKind.QUANTIZE, ("x",), "q", "quantize"),
-           Op(OpKind.FLOAT_ISLAND, ("q",), "y", "norm", attrs=attrs),
-           Op(OpKind.DEQUANTIZE, ("y",), "out", "dequantize")]
-    graph = OpGraph(ops, {"q": QParams(0.05, 7, 8, False), "y": QParams(0.03, 3, 8, True)},
-                    "x", "out", (channels,))
-    path = tmp_path / "ln.tflite"
-    path.write_bytes(tflite_bytes(graph))
+    graph = _single_op_graph(OpKind.FLOAT_ISLAND, QParams(0.05, 7, 8, False),
+                             QParams(0.03, 3, 8, True), (channels,), onnx="LayerNormalization",
+                             axis=1, epsilon=1e-6,
+                             scale=rng.uniform(0.5, 1.5, channels).astype(np.float32),
+                             bias=rng.uniform(-0.2, 0.2, channels).astype(np.float32))
     x = (rng.standard_normal((512, channels)) * 3 + 1).astype(np.float32)
-    lite = next(iter(LiteRtRunnable(path, "BUILTIN_REF", 1)({"x": x}).values()))
-    np.testing.assert_array_equal(lite, IntegerRunnable(graph).codes(x)["out"])
+    lite, ref = _litert_and_reference(graph, x, tmp_path / "ln.tflite")
+    np.testing.assert_array_equal(lite, ref["out"])
 
 
 class Constants(nn.Module):
@@ -458,11 +454,7 @@ def test_batchnorm_after_an_add_of_two_convolutions_folds_into_both():
 def test_softmax_equals_litert_on_random_rows(depth, tmp_path):
     """gemmlowp's fixed-point exp and reciprocal as TFLite's int8 SOFTMAX: 300 rows under 3
     seeded input encodings (int8 and uint8), output on the fixed 1/256 grid."""
-    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
-    from convdeploy.exporters.lowering import Op, OpGraph, QParams
-    from convdeploy.exporters.tflite_export import tflite_bytes
-    from convdeploy.targets.int_reference import IntegerRunnable
-    from convdeploy.targets.mobile_litert import LiteRtRunnable
+    from convdeploy.exporters.lowering import QParams
 
     rng = np.random.default_rng(depth)
     for trial in range(3):
@@ -470,16 +462,11 @@ def test_softmax_equals_litert_on_random_rows(depth, tmp_path):
         base = -128 if signed else 0
         in_q = QParams(float(np.float32(rng.uniform(0.01, 0.3))),
                        int(rng.integers(base + 20, base + 236)), 8, signed)
-        ops = [Op(OpKind.QUANTIZE, ("x",), "q", "quantize"),
-               Op(OpKind.SOFTMAX, ("q",), "y", "softmax"),
-               Op(OpKind.DEQUANTIZE, ("y",), "out", "dequantize")]
-        graph = OpGraph(ops, {"q": in_q, "y": QParams(1 / 256, base, 8, signed)}, "x", "out",
-                        (depth,))
-        path = tmp_path / f"softmax{trial}.tflite"
-        path.write_bytes(tflite_bytes(graph))
+        graph = _single_op_graph(OpKind.SOFTMAX, in_q, QParams(1 / 256, base, 8, signed),
+                                 (depth,))
         x = (rng.standard_normal((300, depth)) * 40 * in_q.scale).astype(np.float32)
-        lite = next(iter(LiteRtRunnable(path, "BUILTIN_REF", 1)({"x": x}).values()))
-        np.testing.assert_array_equal(lite, IntegerRunnable(graph).codes(x)["out"])
+        lite, ref = _litert_and_reference(graph, x, tmp_path / f"softmax{trial}.tflite")
+        np.testing.assert_array_equal(lite, ref["out"])
 
 
 class ChannelAttention(nn.Module):
