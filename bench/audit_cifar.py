@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from convdeploy.audit import parse_spec, run_audit
     from convdeploy.audit.outputs import terminal_table
     from convdeploy.configfile import read_yaml
+    from convdeploy.report import source_revision
 
     if args.compare_only:
         return _compare_again(args)
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     data = json.loads((work / "audit.json").read_text())
     data["benchmark"] = {
         "spec": os.path.relpath(args.spec.resolve(), ROOT.parent), "executor": args.executor,
-        "commit": _commit(),
+        "commit": source_revision(ROOT),
         "models_run": [m.ref for m in models], "models_skipped": skipped,
         "targets_run": list(spec.targets), "note": args.note,
         "eval_limit": args.eval_limit, "wall_seconds": first,
@@ -115,18 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     _screenshot(results / f"{name}.html", results / f"{name}.png")
     print(json.dumps(data["benchmark"], indent=1))
     return 0
-
-
-def _commit() -> str | None:
-    """The checkout's commit (and "+changes" when the tree differs from it)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                              capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=ROOT, text=True, capture_output=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+changes" if dirty else "")
 
 
 def _compare_again(args) -> int:

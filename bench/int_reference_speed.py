@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,18 +27,6 @@ import numpy as np
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parent
 SHARED = ROOT.parent.parent / "shared"
-
-
-def _revision() -> str:
-    """The commit measured; ``+changes`` when the code differs from it."""
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                             capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=ROOT, text=True, capture_output=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return rev + ("+changes" if dirty.strip() else "")
 
 
 def main() -> int:
@@ -58,7 +45,7 @@ def main() -> int:
     from convdeploy.models.datasets import load_images
     from convdeploy.models.loading import load_model
     from convdeploy.quant import W8A8, capture, quantize
-    from convdeploy.report import environment
+    from convdeploy.report import environment, source_revision
     from convdeploy.targets.int_reference import IntegerRunnable
 
     torch.manual_seed(0)
@@ -80,7 +67,7 @@ def main() -> int:
         seconds = time.perf_counter() - t0
         litert = _litert_differences(path, graph, test, pre, logits)
     result = {"model": "resnet20-cifar10", "scheme": "w8a8", "samples": len(test),
-              "revision": _revision(), "int_reference_seconds": seconds,
+              "revision": source_revision(ROOT) or "unknown", "int_reference_seconds": seconds,
               "accuracy": float((logits.argmax(1) == test.labels).mean()),
               "logits_sha256": hashlib.sha256(np.ascontiguousarray(logits).tobytes()).hexdigest(),
               "logits_differing_from_litert_reference": litert,

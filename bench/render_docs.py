@@ -265,6 +265,87 @@ def modern_convnets_section() -> list[str]:
     return lines
 
 
+def gpu_section() -> list[str]:
+    """bench/gpu.py: int8 Triton kernels vs PyTorch CUDA float, on the lent GPU."""
+    data = _load("gpu.json")
+    if not data:
+        return ["Not run yet: `python bench/gpu.py prepare`, then `python bench/gpu.py run` on a "
+                "machine with an NVIDIA GPU.", ""]
+    v = data["versions"]
+    lines = [f"{data['device']}; torch {v['torch']}, triton {v['triton']}, CUDA {v['cuda']}, "
+             f"cuDNN {v['cudnn']}; convdeploy {data['revision']}, {data['scheme']}. "
+             f"{data['clock']}; images/s at batch {data['batch']}. \"equal to int-reference\": "
+             "output codes on the full CIFAR-10 test split equal to the integer reference's "
+             "(computed on the CPU from the same QDQ file).", ""]
+    b = data["batch"]
+    for name, m in data["models"].items():
+        base = m.get("torch", {}).get("float32", {}).get("images_per_s")
+
+        def row(label: str, r: dict, equal: str) -> list[str]:
+            ips = r.get("images_per_s")
+            return [label, _pct(r["accuracy"]), equal, _ms(r.get("batch1_median_ms")),
+                    _ms(r.get(f"batch{b}_median_ms")), "-" if ips is None else f"{ips:,.0f}",
+                    f"{ips / base:.2f}x" if ips and base else "-",
+                    _ms(r.get("eager_batch1_median_ms")), _ms(r.get(f"eager_batch{b}_median_ms"))]
+        rows = [row(f"gpu-triton int8 ({algo})", r, f"{r['outputs_equal']:,} / {r['outputs']:,}")
+                for algo, r in m.get("triton", {}).items()]
+        rows += [row(f"gpu-torch {prec}", r, "-") for prec, r in m.get("torch", {}).items()]
+        lines += [f"**{name}** (int-reference accuracy {_pct(m['int_reference_accuracy'])})", ""]
+        lines += _table(["target", "accuracy", "equal to int-reference", "batch-1 ms",
+                         f"batch-{b} ms", "images/s", "vs fp32 images/s", "eager batch-1 ms",
+                         f"eager batch-{b} ms"], rows) + [""]
+        lines += [f"{m[k]}" for k in ("triton_error", "torch_error") if k in m]
+        if m.get("layers"):
+            lines += _layer_rows(m["layers"], b)
+    return lines
+
+
+def gpu_summary() -> list[str]:
+    """One README line per model of bench/gpu.py: exactness and int8 vs fp32 throughput."""
+    data = _load("gpu.json")
+    if not data:
+        return []
+    b = data["batch"]
+    parts = []
+    for name, m in data["models"].items():
+        t = m.get("triton", {}).get("implicit-gemm")
+        f = m.get("torch", {}).get("float32")
+        if not t or not f or "images_per_s" not in t:
+            continue
+        parts.append(f"{name}: {t['outputs_equal']:,} of {t['outputs']:,} output codes equal "
+                     f"to int-reference, {t['images_per_s'] / f['images_per_s']:.2f}x the "
+                     f"images/s of PyTorch CUDA fp32 at batch {b}, "
+                     f"{f['batch1_median_ms'] / t['batch1_median_ms']:.2f}x faster at batch 1")
+    return ([f"- GPU ({data['device']}, `bench/gpu.py`; gpu-triton int8, implicit GEMM, "
+             "CUDA-graph replay, full test split): " + "; ".join(parts) + ".", ""]
+            if parts else [])
+
+
+def _layer_rows(layers: list[dict], batch: int) -> list[str]:
+    """im2win vs implicit GEMM per distinct dense-convolution shape (repeated layers: median)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in layers:
+        key = (tuple(r["input"]), tuple(r["output"]), tuple(r["kernel"]), tuple(r["stride"]))
+        groups.setdefault(key, []).append(r)
+    rows = []
+    for (cin, cout, k, st), rs in groups.items():
+        med = lambda f: sorted(x[f] for x in rs)[len(rs) // 2]  # noqa: E731
+        rows.append([f"{cin[0]}x{cin[1]}x{cin[2]} -> {cout[0]}x{cout[1]}x{cout[2]}",
+                     f"{k[0]}x{k[1]}/{st[0]}", str(len(rs)), _ms(med("implicit_gemm_ms")),
+                     _ms(med("im2win_ms")), f"{med('implicit_gemm_ms') / med('im2win_ms'):.2f}x",
+                     _kb(med("im2win_window_bytes")), _kb(med("im2win_workspace_bytes")),
+                     _kb(med("im2col_bytes")),
+                     _kb(med("input_bytes"))])
+    return [f"Dense convolutions at batch {batch}, im2win vs implicit GEMM (median over layers "
+            "of one shape). Memory: the im2win window tensor, the device memory the im2win layer "
+            "allocated besides its output (measured peak; implicit GEMM allocates none), and what "
+            "explicit im2col would need. Times: a CUDA graph of the layer 20 times, divided:",
+            "",
+            *_table(["layer (C x H x W)", "kernel/stride", "layers", "implicit GEMM ms",
+                     "im2win ms", "im2win speed-up", "im2win window", "im2win allocated",
+                     "im2col buffer", "input"], rows), ""]
+
+
 def _num(value, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -297,7 +378,9 @@ def benchmarks_page() -> str:
               "## Mobile and DSP targets", "",
               *mobile_dsp_section("mobile_dsp_resnet20.json", "ResNet-20"),
               *mobile_dsp_section("mobile_dsp_mobilenetv2.json", "MobileNetV2"),
-              "## CPU int8", "", *cpu_int8_section()]
+              "## CPU int8", "", *cpu_int8_section(),
+              "## GPU: int8 Triton kernels and PyTorch CUDA (`bench/gpu.py`)", "",
+              *gpu_section()]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -336,6 +419,7 @@ def readme_block() -> str:
                   f"{after['int_reference_seconds']:.0f} s "
                   f"({before['int_reference_seconds'] / after['int_reference_seconds']:.1f}x), "
                   "bit-identical logits, equal to LiteRT's reference kernels.", ""]
+    lines += gpu_summary()
     lines += ["Every table, with its machine: [docs/benchmarks.md](docs/benchmarks.md).", END]
     return "\n".join(lines)
 

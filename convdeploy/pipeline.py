@@ -98,9 +98,11 @@ def resolve_targets(names: tuple[str, ...]) -> list[Target]:
 
 
 def _runs(target: Target, artifact: Artifact) -> bool:
-    """Does ``target`` take ``artifact`` at all (its format; float only if it runs float)?"""
-    return artifact.format in target.formats and (artifact.quantized or
-                                                  getattr(target, "runs_float", True))
+    """Does ``target`` take ``artifact`` at all (its format; float only if it runs float,
+    quantized only if it runs quantized models)?"""
+    if artifact.quantized:
+        return artifact.format in target.formats and getattr(target, "runs_quantized", True)
+    return artifact.format in target.formats and getattr(target, "runs_float", True)
 
 
 def _check_all(targets: list[Target], artifact: Artifact) -> None:

@@ -13,6 +13,21 @@ from .files import write_text_atomic
 REPORT_VERSION = 1
 
 
+def source_revision(directory: Path) -> str | None:
+    """The git commit of the checkout holding ``directory`` (with "+changes" when tracked files
+    differ from it), as benchmarks record what they measured; None outside a git checkout."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=directory, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=directory, text=True, capture_output=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+changes" if dirty else "")
+
+
 def environment(threads: int) -> dict:
     """The machine and library versions the numbers were measured with."""
     import importlib.metadata as md

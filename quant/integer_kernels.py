@@ -10,6 +10,7 @@ states the bound; ``_exact`` checks it).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -43,19 +44,27 @@ def _real(value) -> float:
     return float(np.float64(np.float32(value)))
 
 
-def requantize(acc: np.ndarray, in_scale: float, w_scale: np.ndarray, out_scale: float,
-               out_zp: int, low: int, high: int, channel_axis: int = 1,
-               rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
-    """acc (int32 values) * (s_in * s_w[c] / s_out) -> codes, per output channel; the real
-    multiplier is formed in double from the float32 scales, as TFLite's kernels do."""
+def channel_multipliers(in_scale: float, w_scale: np.ndarray, out_scale: float
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """(multiplier, shift) per output channel of ``s_in * s_w[c] / s_out``, the real number
+    formed in double from the float32 scales, as TFLite's Prepare does (every integer
+    consumer takes its numbers from here)."""
     pairs = [quantize_multiplier(float(np.float64(np.float32(in_scale)) * np.float64(ws)
                                        / np.float64(np.float32(out_scale))))
              for ws in np.asarray(w_scale, dtype=np.float32).reshape(-1)]
+    return (np.array([p[0] for p in pairs], dtype=np.int64),
+            np.array([p[1] for p in pairs], dtype=np.int64))
+
+
+def requantize(acc: np.ndarray, in_scale: float, w_scale: np.ndarray, out_scale: float,
+               out_zp: int, low: int, high: int, channel_axis: int = 1,
+               rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
+    """acc (int32 values) * (s_in * s_w[c] / s_out) -> codes, per output channel."""
+    mult, shift = channel_multipliers(in_scale, w_scale, out_scale)
     shape = [1] * acc.ndim
-    shape[channel_axis] = len(pairs)
-    mult = np.array([p[0] for p in pairs], dtype=np.int64).reshape(shape)
-    shift = np.array([p[1] for p in pairs], dtype=np.int64).reshape(shape)
-    out = multiply_by_quantized_multiplier(acc, mult, shift, rounding) + out_zp
+    shape[channel_axis] = len(mult)
+    out = multiply_by_quantized_multiplier(acc, mult.reshape(shape), shift.reshape(shape),
+                                           rounding) + out_zp
     return np.clip(out, low, high)
 
 
@@ -99,37 +108,56 @@ def fully_connected(x: np.ndarray, x_zp: int, w: np.ndarray,
     return acc if bias is None else acc + bias.astype(np.int64)  # over the last axis
 
 
-def add(a: np.ndarray, a_q, b: np.ndarray, b_q, out_q, low: int, high: int,
-        rounding: Rounding = Rounding.DOUBLE, *, negate_second: bool = False) -> np.ndarray:
-    """TFLite's quantized ADD: both inputs rescaled to twice the larger input scale with 20
-    bits of headroom (15 for 16-bit codes), summed, then requantized to the output (SUB:
-    the second multiplier negated)."""
+class AddMultipliers(NamedTuple):
+    """TFLite's quantized ADD/SUB numbers: both inputs rescaled to twice the larger input scale
+    with ``left_shift`` bits of headroom, then the sum requantized to the output."""
+
+    left_shift: int
+    a: tuple[int, int]  # (multiplier, shift)
+    b: tuple[int, int]
+    out: tuple[int, int]
+
+
+def add_multipliers(a_q, b_q, out_q, *, negate_second: bool = False) -> AddMultipliers:
     left_shift = 20 if max(a_q.bits, b_q.bits) <= 8 else 15
     twice_max = 2.0 * max(_real(a_q.scale), _real(b_q.scale))
-    m1, s1 = quantize_multiplier(_real(a_q.scale) / twice_max)
     m2, s2 = quantize_multiplier(_real(b_q.scale) / twice_max)
-    m2 = -m2 if negate_second else m2
-    mo, so = quantize_multiplier(twice_max / ((1 << left_shift) * _real(out_q.scale)))
+    return AddMultipliers(left_shift, quantize_multiplier(_real(a_q.scale) / twice_max),
+                          (-m2 if negate_second else m2, s2),
+                          quantize_multiplier(twice_max / ((1 << left_shift)
+                                                           * _real(out_q.scale))))
 
-    def scaled(v, zp, m, s):
-        return multiply_by_quantized_multiplier((v.astype(np.int64) - zp) << left_shift, m, s,
-                                                rounding)
 
-    raw = scaled(a, a_q.zero_point, m1, s1) + scaled(b, b_q.zero_point, m2, s2)
-    out = multiply_by_quantized_multiplier(raw, mo, so, rounding) + out_q.zero_point
+def add(a: np.ndarray, a_q, b: np.ndarray, b_q, out_q, low: int, high: int,
+        rounding: Rounding = Rounding.DOUBLE, *, negate_second: bool = False) -> np.ndarray:
+    """TFLite's quantized ADD (SUB: the second input's multiplier negated)."""
+    m = add_multipliers(a_q, b_q, out_q, negate_second=negate_second)
+
+    def scaled(v, zp, mult_shift):
+        return multiply_by_quantized_multiplier((v.astype(np.int64) - zp) << m.left_shift,
+                                                *mult_shift, rounding)
+
+    raw = scaled(a, a_q.zero_point, m.a) + scaled(b, b_q.zero_point, m.b)
+    out = multiply_by_quantized_multiplier(raw, *m.out, rounding) + out_q.zero_point
     return np.clip(out, low, high)
+
+
+def mean_multiplier(count: int, in_q, out_q) -> tuple[int, int]:
+    """TFLite's ``QuantizedMeanOrSum``: ``s_in / s_out / count`` with the count folded into the
+    multiplier (as many bits of it as the multiplier has room for)."""
+    mult, shift = quantize_multiplier(float(np.float32(in_q.scale))
+                                      / float(np.float32(out_q.scale)))
+    extra = min(count.bit_length() - 1, 32, 31 + shift)
+    return (mult << extra) // count, shift - extra
 
 
 def spatial_mean(x: np.ndarray, in_q, out_q, rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
     """TFLite's quantized MEAN over H and W: the int32 sum, less the zero point's share, times
-    s_in / s_out / count with the count folded into the multiplier (``QuantizedMeanOrSum``)."""
+    ``mean_multiplier``."""
     count = x.shape[2] * x.shape[3]
     total = x.astype(np.int64).sum(axis=(2, 3), keepdims=True) - in_q.zero_point * count
-    mult, shift = quantize_multiplier(float(np.float32(in_q.scale))
-                                      / float(np.float32(out_q.scale)))
-    extra = min(count.bit_length() - 1, 32, 31 + shift)
-    mult = (mult << extra) // count
-    out = multiply_by_quantized_multiplier(total, mult, shift - extra, rounding) + out_q.zero_point
+    mult, shift = mean_multiplier(count, in_q, out_q)
+    out = multiply_by_quantized_multiplier(total, mult, shift, rounding) + out_q.zero_point
     return np.clip(out, out_q.qmin, out_q.qmax)
 
 
@@ -139,11 +167,21 @@ def max_pool(x: np.ndarray, kernel, strides, pads) -> np.ndarray:
     return _windows(x.astype(np.int64), kernel, strides, pads, (1, 1), fill).max(axis=(4, 5))
 
 
+def codes_multiplier(in_q, out_q) -> tuple[int, int]:
+    """``s_in / s_out`` (double, from the float32 scales): REQUANTIZE's multiplier."""
+    return quantize_multiplier(_real(in_q.scale) / _real(out_q.scale))
+
+
+def mul_multiplier(a_q, b_q, out_q) -> tuple[int, int]:
+    """``s_a * s_b / s_out`` (double, from the float32 scales): MUL's multiplier."""
+    return quantize_multiplier(_real(a_q.scale) * _real(b_q.scale) / _real(out_q.scale))
+
+
 def requantize_codes(x: np.ndarray, in_q, out_q, rounding: Rounding = Rounding.DOUBLE
                      ) -> np.ndarray:
     """TFLite's QUANTIZE of an integer tensor (requantize): ``(q - zp_in) * s_in / s_out``
     with the multiplier formed in double from the float32 scales, plus ``zp_out``."""
-    mult, shift = quantize_multiplier(_real(in_q.scale) / _real(out_q.scale))
+    mult, shift = codes_multiplier(in_q, out_q)
     out = multiply_by_quantized_multiplier(x.astype(np.int64) - in_q.zero_point, mult, shift,
                                            rounding) + out_q.zero_point
     return np.clip(out, out_q.qmin, out_q.qmax)
@@ -153,7 +191,7 @@ def mul(a: np.ndarray, a_q, b: np.ndarray, b_q, out_q, low: int, high: int,
         rounding: Rounding = Rounding.DOUBLE) -> np.ndarray:
     """TFLite's quantized MUL: the product of the offset codes (an int32), times
     ``s_a * s_b / s_out`` (double, from the float32 scales) as a fixed-point multiplier."""
-    mult, shift = quantize_multiplier(_real(a_q.scale) * _real(b_q.scale) / _real(out_q.scale))
+    mult, shift = mul_multiplier(a_q, b_q, out_q)
     prod = (a.astype(np.int64) - a_q.zero_point) * (b.astype(np.int64) - b_q.zero_point)
     out = multiply_by_quantized_multiplier(prod, mult, shift, rounding) + out_q.zero_point
     return np.clip(out, low, high)

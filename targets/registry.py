@@ -18,6 +18,11 @@ BUILTIN: dict[str, str] = {
     "mobile-litert": "convdeploy.targets.mobile_litert:LiteRtTarget",
     "mobile-litert-ref": "convdeploy.targets.mobile_litert:LiteRtReferenceTarget",
     "dsp-qnn-htp": "convdeploy.targets.dsp_qnn_htp:QnnHtpTarget",
+    "gpu-triton": "convdeploy.targets.gpu_triton:TritonTarget",
+    "gpu-triton-im2win": "convdeploy.targets.gpu_triton:TritonIm2winTarget",
+    "gpu-torch": "convdeploy.targets.gpu_torch:TorchCudaTarget",
+    "gpu-torch-fp16": "convdeploy.targets.gpu_torch:TorchCudaFp16Target",
+    "gpu-torch-bf16": "convdeploy.targets.gpu_torch:TorchCudaBf16Target",
 }
 _registered: dict[str, str] = {}
 

@@ -15,6 +15,7 @@ FAST = ["--eval-limit", "120", "--calib-size", "64", "--repeats", "3", "--batch-
 
 def cli(*args, cwd=None):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env.pop("TRITON_INTERPRET", None)  # the test process's own switch (tests/conftest.py)
     return subprocess.run([sys.executable, "-m", "convdeploy.cli", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
@@ -127,6 +128,18 @@ def test_targets_command_lists_availability():
     assert res.returncode == 0
     for name in ("reference", "cpu-ort", "cpu-openvino"):
         assert name in res.stdout
+
+
+def test_targets_command_says_why_the_gpu_targets_cannot_run_here():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    res = cli("targets")
+    assert res.returncode == 0, res.stderr
+    lines = {line.split()[0]: line for line in res.stdout.splitlines()[1:] if line.strip()}
+    for name in ("gpu-triton", "gpu-triton-im2win", "gpu-torch", "gpu-torch-fp16"):
+        assert "unavailable: no CUDA device" in lines[name], lines[name]
 
 
 def test_float_only_export_of_a_fixed_batch_pt2_program(tmp_path):
