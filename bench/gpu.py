@@ -6,7 +6,8 @@ with 512 calibration images, on the full shared CIFAR-10 test split:
 - gpu-triton (implicit GEMM) and gpu-triton-im2win: every output code compared with the integer
   reference's (computed on the CPU, here, from the same QDQ file), accuracy, latency at batch 1
   and 256 with CUDA events (input resident), images/s;
-- gpu-torch fp32 / fp16 / bf16 (cuDNN): accuracy, latency, images/s, same clock;
+- gpu-torch fp32 / fp16 / bf16 (cuDNN), channels-last (the target's layout) and NCHW:
+  accuracy, latency, images/s, same clock;
 - every layer, im2win vs implicit GEMM: time and the device memory each allocates, beside the
   memory explicit im2col would need (Lu et al. 2023's comparison, on these layers).
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -39,7 +41,7 @@ MODELS = {"resnet20-cifar10": SHARED / "models/resnet20-cifar10.th",
 BATCH = 256
 
 
-def prepare(out: Path, names: list[str]) -> int:
+def prepare(out: Path, names: list[str], oracle_here: bool = True) -> int:
     """QDQ files, their int-reference output codes on the test split, weights and the data
     (models already prepared in ``out`` are kept)."""
     import shutil
@@ -57,8 +59,7 @@ def prepare(out: Path, names: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     old = out / "manifest.json"
     manifest = json.loads(old.read_text()) if old.exists() else {"models": {}}
-    manifest.update(revision=source_revision(ROOT) or "unknown", scheme="w8a8",
-                    calibration_images=512)
+    manifest.update(scheme="w8a8", calibration_images=512)
     for name in names:
         weights = MODELS[name]
         if not weights.exists():
@@ -78,20 +79,24 @@ def prepare(out: Path, names: list[str]) -> int:
         graph = lower_file(onnx_path)
         # the output codes (the final DEQUANTIZE's input)
         codes_name = graph.output if graph.output in graph.quant else graph.ops[-1].inputs[0]
-        runnable = IntegerRunnable(graph)
-        t0 = time.perf_counter()
-        codes = np.concatenate([runnable.codes(b)[codes_name] for b in test.batches(pre, 100)])
-        seconds = time.perf_counter() - t0
-        np.save(out / f"{name}.int_reference.npy", codes.astype(np.int16))
         shutil.copy(weights, out / f"{name}{weights.suffix}")
+        manifest["models"][name] = {"weights": f"{name}{weights.suffix}", "onnx": onnx_path.name,
+                                    "output_codes": codes_name,
+                                    "revision": source_revision(ROOT) or "unknown"}
+        (out / f"{name}.int_reference.npy").unlink(missing_ok=True)
+        if oracle_here:
+            runnable = IntegerRunnable(graph)
+            t0 = time.perf_counter()
+            codes = np.concatenate([runnable.codes(b)[codes_name]
+                                    for b in test.batches(pre, 100)])
+            np.save(out / f"{name}.int_reference.npy", codes.astype(np.int16))
+            manifest["models"][name].update(
+                int_reference_seconds_cpu=time.perf_counter() - t0,
+                int_reference_accuracy=float((codes.argmax(1) == test.labels).mean()))
         if not (out / "cifar10-test.npz").exists():
             np.savez_compressed(out / "cifar10-test.npz", x=test.images, y=test.labels)
             small = calib.subset(512)  # calibration data for a CLI export on the GPU machine
             np.savez_compressed(out / "cifar10-calib.npz", x=small.images, y=small.labels)
-        manifest["models"][name] = {
-            "weights": f"{name}{weights.suffix}", "onnx": onnx_path.name,
-            "output_codes": codes_name, "int_reference_seconds_cpu": seconds,
-            "int_reference_accuracy": float((codes.argmax(1) == test.labels).mean())}
         print(name, json.dumps(manifest["models"][name]))
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return 0
@@ -179,19 +184,35 @@ def _torch_model(name: str, info: dict, data: Path, test, pre) -> dict:
     from convdeploy.models.loading import load_model
     from convdeploy.targets.gpu_torch import TorchCudaRunnable
 
-    model = load_model(name, str(data / info["weights"])).model.cuda().eval()
     torch.backends.cudnn.benchmark = True
     x_all = test.normalized(pre, 0, len(test))
     rows = {}
-    for precision in (None, "float16", "bfloat16"):
-        runnable = TorchCudaRunnable(model, precision, "output")
-        logits = np.concatenate([runnable({"input": x_all[i:i + BATCH]})["output"]
-                                 for i in range(0, len(x_all), BATCH)])
-        rows[precision or "float32"] = {
-            "accuracy": float((logits.argmax(1) == test.labels).mean()),
-            **_latency(runnable, x_all)}
-        print(name, precision or "float32", json.dumps(rows[precision or "float32"]), flush=True)
+    for layout, channels_last in (("", True), (" NCHW", False)):
+        model = load_model(name, str(data / info["weights"])).model.cuda().eval()
+        for precision in (None, "float16", "bfloat16"):
+            runnable = TorchCudaRunnable(model, precision, "output",
+                                         channels_last=channels_last)
+            logits = np.concatenate([runnable({"input": x_all[i:i + BATCH]})["output"]
+                                     for i in range(0, len(x_all), BATCH)])
+            label = (precision or "float32") + layout
+            rows[label] = {"accuracy": float((logits.argmax(1) == test.labels).mean()),
+                           **_latency(runnable, x_all)}
+            print(name, label, json.dumps(rows[label]), flush=True)
     return rows
+
+
+def _int_reference_codes(onnx_path: Path, test, pre, codes_name: str) -> tuple[np.ndarray, float]:
+    """The integer reference's output codes on the whole split (numpy/torch on the CPU)."""
+    import torch
+
+    from convdeploy.exporters.lowering import lower_file
+    from convdeploy.targets.int_reference import IntegerRunnable
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    runnable = IntegerRunnable(lower_file(onnx_path))
+    t0 = time.perf_counter()
+    codes = np.concatenate([runnable.codes(b)[codes_name] for b in test.batches(pre, 100)])
+    return codes.astype(np.int64), time.perf_counter() - t0
 
 
 def run(data: Path, out: Path) -> int:
@@ -202,7 +223,9 @@ def run(data: Path, out: Path) -> int:
     from convdeploy.models.loading import load_model
 
     manifest = json.loads((data / "manifest.json").read_text())
-    result = {"revision": manifest["revision"], "scheme": manifest["scheme"],
+    revisions = sorted({m.get("revision", manifest.get("revision", "unknown"))
+                        for m in manifest["models"].values()})
+    result = {"revision": ", ".join(revisions), "scheme": manifest["scheme"],
               "device": torch.cuda.get_device_name(), "batch": BATCH,
               "versions": {"torch": torch.__version__, "triton": triton.__version__,
                            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
@@ -214,8 +237,18 @@ def run(data: Path, out: Path) -> int:
     for name, info in manifest["models"].items():
         pre = load_model(name, str(data / info["weights"])).preprocess_hint
         test = load_images(data / "cifar10-test.npz", pre, progress=False)
-        expected = np.load(data / f"{name}.int_reference.npy").astype(np.int64)
-        entry = {"int_reference_accuracy": info["int_reference_accuracy"]}
+        entry = {}
+        if (data / f"{name}.int_reference.npy").exists():
+            expected = np.load(data / f"{name}.int_reference.npy").astype(np.int64)
+            entry.update(int_reference_accuracy=info["int_reference_accuracy"],
+                         int_reference_computed_on="the CPU machine that prepared the data")
+        else:  # prepared with --int-reference-on-gpu-machine: the oracle runs there, on its CPU
+            expected, seconds = _int_reference_codes(data / info["onnx"], test, pre,
+                                                     info["output_codes"])
+            entry.update(int_reference_accuracy=float((expected.argmax(1) == test.labels).mean()),
+                         int_reference_computed_on=f"the GPU machine's CPU ({os.cpu_count()} "
+                                                   f"cores, torch {torch.__version__})",
+                         int_reference_seconds=seconds)
         try:
             entry.update(_triton_model(name, info, data, test, pre, expected))
         except Exception as exc:  # noqa: BLE001 - recorded, the other models still run
@@ -236,6 +269,8 @@ def main() -> int:
     p = sub.add_parser("prepare")
     p.add_argument("--out", type=Path, default=ROOT.parent / ".gpu")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--int-reference-on-gpu-machine", action="store_true",
+                   help="leave the integer reference's codes to `run` (on that machine's CPU)")
     r = sub.add_parser("run")
     r.add_argument("--data", type=Path, default=ROOT.parent / ".gpu")
     r.add_argument("--out", type=Path, default=ROOT / "results")
@@ -244,7 +279,7 @@ def main() -> int:
         if not SHARED.exists():
             print(f"skipped: {SHARED} not found")
             return 0
-        return prepare(args.out, args.models)
+        return prepare(args.out, args.models, not args.int_reference_on_gpu_machine)
     return run(args.data, args.out)
 
 

@@ -22,12 +22,21 @@ class TorchCudaRunnable:
     output_name: str
     threads: int = 1
     details: dict[str, Any] = field(default_factory=dict)
+    channels_last: bool = True  # NHWC activations: what cuDNN's tensor-core kernels want
 
     _graphs: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        import torch
+
+        if self.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
 
     def forward(self, x):
         import torch
 
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         dtype = getattr(torch, self.autocast) if self.autocast else torch.float32
         # no autocast weight cache: a CUDA graph must not capture a cast it later skips
         with torch.no_grad(), torch.autocast("cuda", dtype=dtype, cache_enabled=False,
@@ -95,6 +104,7 @@ class TorchCudaTarget(TargetBase):
                                              f"{torch.backends.cudnn.version()}",
                                   "device": torch.cuda.get_device_name(),
                                   "precision": self.autocast or "float32",
+                                  "memory_format": "channels_last",
                                   "latency_clock": "CUDA events, input resident on the GPU"})
 
 
