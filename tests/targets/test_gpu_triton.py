@@ -153,14 +153,16 @@ def test_gpu_targets_say_why_they_cannot_run_here(monkeypatch, name):
     assert reason and "no CUDA device" in reason, reason
 
 
-def test_kernels_compile_for_hopper_without_a_gpu():
+def test_kernels_compile_for_hopper_without_a_gpu(tmp_path):
     """Each kernel through Triton's real compiler to sm_90 PTX (the interpreter accepts code
     the GPU compiler refuses); the GEMMs must use the int8 tensor-core instructions."""
     pytest.importorskip("triton.backends.nvidia", reason="triton has no NVIDIA backend here")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    # the child imports convdeploy and tests as this process does (installed or not; run
+    # outside the checkout, whose convdeploy/ folder alone is not the package)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     done = subprocess.run([sys.executable, "-m", "tests.targets.triton_compile", "90"],
-                          capture_output=True, text=True, env=env, timeout=600,
-                          cwd=Path(__file__).resolve().parents[2])
+                          capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     facts = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(facts) >= {"_conv_gemm_kernel", "_conv_im2win_kernel", "_im2win_kernel",
