@@ -54,7 +54,6 @@ def prepare(out: Path, names: list[str], oracle_here: bool = True) -> int:
     from convdeploy.models.loading import load_model
     from convdeploy.quant import W8A8, capture, quantize
     from convdeploy.report import source_revision
-    from convdeploy.targets.int_reference import IntegerRunnable
 
     out.mkdir(parents=True, exist_ok=True)
     old = out / "manifest.json"
@@ -85,13 +84,10 @@ def prepare(out: Path, names: list[str], oracle_here: bool = True) -> int:
                                     "revision": source_revision(ROOT) or "unknown"}
         (out / f"{name}.int_reference.npy").unlink(missing_ok=True)
         if oracle_here:
-            runnable = IntegerRunnable(graph)
-            t0 = time.perf_counter()
-            codes = np.concatenate([runnable.codes(b)[codes_name]
-                                    for b in test.batches(pre, 100)])
+            codes, seconds = _int_reference_codes(onnx_path, test, pre, codes_name)
             np.save(out / f"{name}.int_reference.npy", codes.astype(np.int16))
             manifest["models"][name].update(
-                int_reference_seconds_cpu=time.perf_counter() - t0,
+                int_reference_seconds_cpu=seconds,
                 int_reference_accuracy=float((codes.argmax(1) == test.labels).mean()))
         if not (out / "cifar10-test.npz").exists():
             np.savez_compressed(out / "cifar10-test.npz", x=test.images, y=test.labels)
@@ -201,7 +197,8 @@ def _torch_model(name: str, info: dict, data: Path, test, pre) -> dict:
     return rows
 
 
-def _int_reference_codes(onnx_path: Path, test, pre, codes_name: str) -> tuple[np.ndarray, float]:
+def _int_reference_codes(onnx_path: Path, test, pre,
+                         codes_name: str) -> tuple[np.ndarray, float]:
     """The integer reference's output codes on the whole split (numpy/torch on the CPU)."""
     import torch
 

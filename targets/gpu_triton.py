@@ -19,6 +19,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from convdeploy.exporters.artifact import Artifact, ArtifactFormat
+from convdeploy.quant.fixed_point import TFLITE_REFERENCE as ARITHMETIC
 
 from .base import RuntimeOptions, TargetBase
 from .cuda_device import cuda_graph, cuda_problem, event_times_ms, interpreted
@@ -31,8 +32,6 @@ SUPPORTED = {"QUANTIZE", "DEQUANTIZE", "CONV", "DEPTHWISE_CONV", "FULLY_CONNECTE
 
 def unsupported(graph) -> list[str]:
     """Every reason the GPU kernels cannot run ``graph``, one per op or tensor."""
-    from convdeploy.quant.fixed_point import TFLITE_REFERENCE, Rounding
-
     reasons = [f"{op.name}: {op.kind.value} has no gpu-triton kernel (it runs "
                f"{', '.join(sorted(SUPPORTED))})" for op in graph.ops
                if op.kind.name not in SUPPORTED]
@@ -40,9 +39,6 @@ def unsupported(graph) -> list[str]:
                 for name, q in graph.quant.items() if q.bits != 8]
     reasons += [f"{op.name}: negative slice steps are not supported" for op in graph.ops
                 if op.kind.name == "STRIDED_SLICE" and min(op.attrs["steps"]) < 0]
-    ar = TFLITE_REFERENCE
-    if Rounding.SINGLE in (ar.conv, ar.add, ar.mean, ar.mul, ar.requantize):
-        reasons.append("gpu-triton's elementwise kernels round twice (gemmlowp)")
     if not graph.quantized:
         reasons.append("gpu-triton runs quantized (int8) models; the float model runs on "
                        "gpu-torch")
@@ -52,6 +48,14 @@ def unsupported(graph) -> list[str]:
 def _off(q) -> int:
     """Stored int8 = code - off: uint8 codes are held shifted by 128."""
     return 0 if q.signed else 128
+
+
+def _layout(ndim: int):
+    """Activations' memory format: channels-last for 4-D tensors (contiguous channels are the
+    kernels' K axis), plain otherwise."""
+    import torch
+
+    return torch.channels_last if ndim == 4 else torch.contiguous_format
 
 
 @dataclass
@@ -69,6 +73,7 @@ class TritonRunnable:
 
         self.device = device()
         self._graphs: dict[tuple, Callable] = {}
+        self._shapes: dict[int, dict[str, tuple[int, ...]]] = {}  # per batch size
         self._steps: list[tuple[Any, Callable]] = [(op, self._prepare(op)) for op in
                                                    self.graph.ops]
 
@@ -99,10 +104,7 @@ class TritonRunnable:
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         (x,) = inputs.values()
-        out = self.run_tensors(self._upload(x))[self.graph.output]
-        q = self.graph.quant.get(self.graph.output)
-        y = out.cpu().numpy()
-        return {self.graph.output: y.astype(np.int64) + _off(q) if q is not None else y}
+        return self.codes(x, only=self.graph.output)
 
     def graphed(self, x) -> Callable:
         """The forward pass as a CUDA graph for ``x``'s shape (one launch instead of one per
@@ -124,7 +126,7 @@ class TritonRunnable:
     def layer_times(self, x: np.ndarray, *, repeats: int) -> list[dict]:
         """Each op's CUDA time (a CUDA graph of the op ``repeats`` times, replayed between two
         events, divided: no launch overhead) and the device memory it allocates besides its
-        output (the im2win window tensor and its padded copy; implicit GEMM allocates none)."""
+        output (the im2win window tensor; implicit GEMM allocates none)."""
         import torch
 
         values = self.run_tensors(self._upload(x))
@@ -164,11 +166,19 @@ class TritonRunnable:
         q = self._q(op.output)
         return activation_range(op.activation.value, q.zero_point, q.scale, q.qmin, q.qmax)
 
-    def _out(self, op, shape):
+    def _out(self, op, values):
+        """An empty int8 tensor for ``op``'s output, its shape from the graph's own shape
+        inference (``infer_shapes``) at the batch size being run."""
         import torch
 
-        fmt = torch.channels_last if len(shape) == 4 else torch.contiguous_format
-        return torch.empty(shape, dtype=torch.int8, device=self.device, memory_format=fmt)
+        from convdeploy.exporters.opgraph import infer_shapes
+
+        batch = values[self.graph.input].shape[0]
+        if batch not in self._shapes:
+            self._shapes[batch] = infer_shapes(self.graph, batch)
+        shape = self._shapes[batch][op.output]
+        return torch.empty(shape, dtype=torch.int8, device=self.device,
+                           memory_format=_layout(len(shape)))
 
     def _prepare_quantize(self, op) -> Callable:
         import torch
@@ -180,9 +190,7 @@ class TritonRunnable:
             scaled = (values[op.inputs[0]] / np.float32(q.scale)).to(torch.float64)
             rounded = torch.sign(scaled) * torch.floor(scaled.abs() + 0.5)
             codes = (rounded + q.zero_point).clamp(q.qmin, q.qmax) - _off(q)
-            codes = codes.to(torch.int8)
-            return codes.contiguous(memory_format=torch.channels_last) if codes.ndim == 4 \
-                else codes
+            return codes.to(torch.int8).contiguous(memory_format=_layout(codes.ndim))
         return run
 
     def _prepare_dequantize(self, op) -> Callable:
@@ -197,7 +205,7 @@ class TritonRunnable:
         for the kernel, the zero point's share folded into the int32 bias."""
         import torch
 
-        from convdeploy.quant.fixed_point import TFLITE_REFERENCE, wrap_int32
+        from convdeploy.quant.fixed_point import wrap_int32
         from convdeploy.quant.integer_kernels import channel_multipliers
 
         from . import triton_kernels as tk
@@ -209,8 +217,7 @@ class TritonRunnable:
         w = op.weight.astype(np.int64)
         wsum = w.reshape(w.shape[0], -1).sum(1)
         bias = np.zeros(w.shape[0], np.int64) if op.bias is None else op.bias.astype(np.int64)
-        ar = TFLITE_REFERENCE
-        rounding = ar.fully_connected if kind == "FULLY_CONNECTED" else ar.conv
+        rounding = ARITHMETIC.fully_connected if kind == "FULLY_CONNECTED" else ARITHMETIC.conv
         rq = tk.Requant.build(*channel_multipliers(q_in.scale, op.weight_scale, q_out.scale),
                               rounding, self.device)
         dev = lambda a, dt: torch.from_numpy(np.ascontiguousarray(a)).to(self.device, dt)  # noqa
@@ -221,13 +228,13 @@ class TritonRunnable:
 
             def run_fc(values):
                 x = values[op.inputs[0]]
-                lead, k = x.shape[:-1], x.shape[-1]
-                x2 = x.reshape(-1, k)
-                y = torch.empty((x2.shape[0], w.shape[0]), dtype=torch.int8, device=self.device)
-                tk.conv_gemm(x2[:, :, None, None], y[:, :, None, None], w_kc, corr, rq,
+                x2 = x.reshape(-1, x.shape[-1])
+                y = self._out(op, values)
+                y2 = y.view(-1, w.shape[0])
+                tk.conv_gemm(x2[:, :, None, None], y2[:, :, None, None], w_kc, corr, rq,
                              kernel=(1, 1), strides=(1, 1), pads=(0, 0, 0, 0),
                              dilations=(1, 1), x_zp=x_zp, **out_args)
-                return y.reshape(*lead, w.shape[0])
+                return y
             return run_fc
         a = op.attrs
         geometry = dict(kernel=w.shape[2:], strides=a["strides"], pads=a["pads"],
@@ -241,7 +248,7 @@ class TritonRunnable:
         # implicit GEMM: K = (kh, kw, c); im2win: K = (kw, kh, c)
         order = (2, 3, 1, 0) if self.algorithm == "implicit-gemm" else (3, 2, 1, 0)
         parts = [(dev(w[g * per:(g + 1) * per].transpose(order).reshape(-1, per), torch.int8),
-                  corr[g * per:(g + 1) * per].contiguous(), rq_slice(rq, g * per, per))
+                  corr[g * per:(g + 1) * per].contiguous(), rq.channels(g * per, per))
                  for g in range(groups)]
 
         def conv(x, y):
@@ -259,18 +266,8 @@ class TritonRunnable:
         return lambda values: self._conv_out(op, values, conv)
 
     def _conv_out(self, op, values, fn):
-        from convdeploy.exporters.opgraph import _pooled
-
-        x = values[op.inputs[0]]
-        a = op.attrs
-        kh, kw = op.weight.shape[2:]
-        t, l, b, r = a["pads"]
-        dil = a.get("dilations", (1, 1))
-        shape = (x.shape[0], op.weight.shape[0],
-                 _pooled(x.shape[2], kh, a["strides"][0], dil[0], t + b),
-                 _pooled(x.shape[3], kw, a["strides"][1], dil[1], l + r))
-        y = self._out(op, shape)
-        fn(x, y)
+        y = self._out(op, values)
+        fn(values[op.inputs[0]], y)
         return y
 
     def _elementwise(self, op) -> tuple[list, Callable]:
@@ -292,10 +289,8 @@ class TritonRunnable:
         def operands(values):
             ts = [values[n] if isinstance(n, str) else n for n in names]
             shape = torch.broadcast_shapes(*(t.shape for t in ts))
-            fmt = torch.channels_last if len(shape) == 4 else torch.contiguous_format
-            ts = [t.expand(shape).contiguous(memory_format=fmt) for t in ts]
-            return ts, torch.empty(shape, dtype=torch.int8, device=self.device,
-                                   memory_format=fmt)
+            ts = [t.expand(shape).contiguous(memory_format=_layout(len(shape))) for t in ts]
+            return ts, self._out(op, values)
         return quants, operands
 
     def _prepare_add(self, op, negate: bool = False) -> Callable:
@@ -306,7 +301,7 @@ class TritonRunnable:
         (a_q, b_q), operands = self._elementwise(op)
         q_out = self._q(op.output)
         m = add_multipliers(a_q, b_q, q_out, negate_second=negate)
-        ra, rb, ro = (tk.Requant.build(*pair, _double(), self.device)
+        ra, rb, ro = (tk.Requant.build(*pair, ARITHMETIC.add, self.device)
                       for pair in (m.a, m.b, m.out))
         low, high = self._range(op)
 
@@ -327,7 +322,7 @@ class TritonRunnable:
 
         (a_q, b_q), operands = self._elementwise(op)
         q_out = self._q(op.output)
-        rq = tk.Requant.build(*mul_multiplier(a_q, b_q, q_out), _double(), self.device)
+        rq = tk.Requant.build(*mul_multiplier(a_q, b_q, q_out), ARITHMETIC.mul, self.device)
         low, high = self._range(op)
 
         def run(values):
@@ -338,20 +333,17 @@ class TritonRunnable:
         return run
 
     def _prepare_requantize(self, op) -> Callable:
-        import torch
-
         from convdeploy.quant.integer_kernels import codes_multiplier
 
         from . import triton_kernels as tk
 
         q_in, q_out = self._q(op.inputs[0]), self._q(op.output)
-        rq = tk.Requant.build(*codes_multiplier(q_in, q_out), _double(), self.device)
+        rq = tk.Requant.build(*codes_multiplier(q_in, q_out), ARITHMETIC.requantize,
+                              self.device)
 
         def run(values):
-            x = values[op.inputs[0]]
-            fmt = torch.channels_last if x.ndim == 4 else torch.contiguous_format
-            x = x.contiguous(memory_format=fmt)
-            y = torch.empty_like(x, memory_format=fmt)
+            x = values[op.inputs[0]].contiguous(memory_format=_layout(values[op.inputs[0]].ndim))
+            y = self._out(op, values)
             tk.mul(x, None, y, q_in.zero_point - _off(q_in), 0, rq, q_out.zero_point,
                    q_out.qmin, q_out.qmax, _off(q_out))
             return y
@@ -371,20 +363,17 @@ class TritonRunnable:
             x = values[op.inputs[0]].contiguous(memory_format=torch.channels_last)
             count = x.shape[2] * x.shape[3]
             if count not in plans:
-                rq = tk.Requant.build(*mean_multiplier(count, q_in, q_out), _double(),
+                rq = tk.Requant.build(*mean_multiplier(count, q_in, q_out), ARITHMETIC.mean,
                                       self.device)
                 plans[count] = (rq, (q_in.zero_point - _off(q_in)) * count)
             rq, correction = plans[count]
-            y = torch.empty((x.shape[0], x.shape[1], 1, 1), dtype=torch.int8,
-                            device=self.device)
+            y = self._out(op, values)
             tk.mean(x, y, correction, rq, q_out.zero_point, q_out.qmin, q_out.qmax,
                     _off(q_out))
             return y
         return run
 
     def _prepare_max_pool(self, op, average: bool = False) -> Callable:
-        from convdeploy.exporters.opgraph import _pooled
-
         from . import triton_kernels as tk
 
         a = op.attrs
@@ -392,12 +381,8 @@ class TritonRunnable:
         off = _off(self._q(op.output))
 
         def run(values):
-            x = values[op.inputs[0]]
-            t, l, b, r = a["pads"]
-            shape = (*x.shape[:2], _pooled(x.shape[2], a["kernel"][0], a["strides"][0], 1, t + b),
-                     _pooled(x.shape[3], a["kernel"][1], a["strides"][1], 1, l + r))
-            y = self._out(op, shape)
-            tk.pool(x, y, kernel=a["kernel"], strides=a["strides"], pads=a["pads"], low=low,
+            y = self._out(op, values)
+            tk.pool(values[op.inputs[0]], y, kernel=a["kernel"], strides=a["strides"], pads=a["pads"], low=low,
                     high=high, off=off, average=average)
             return y
         return run
@@ -446,22 +431,6 @@ class TritonRunnable:
         return lambda values: table[values[op.inputs[0]].to(torch.int64) + 128]
 
     _prepare_logistic = _prepare_tanh = _prepare_gelu = _prepare_lut
-
-
-def _double():
-    from convdeploy.quant.fixed_point import Rounding
-
-    return Rounding.DOUBLE
-
-
-def rq_slice(rq, start: int, size: int):
-    """The per-channel multipliers of output channels [start, start + size)."""
-    from dataclasses import replace
-
-    return replace(rq, **{f: getattr(rq, f)[start:start + size].contiguous()
-                          for f in ("mult", "left", "right", "nudge")},
-                   first=tuple(int(getattr(rq, f)[start]) for f in ("mult", "left", "right",
-                                                                    "nudge")))
 
 
 class TritonTarget(TargetBase):

@@ -58,6 +58,13 @@ class Requant:
                    as_t(nudge, torch.int64), rounding is Rounding.SINGLE,
                    (int(mult[0]), int(left[0]), int(right[0]), int(nudge[0])))
 
+    def channels(self, start: int, size: int) -> "Requant":
+        """The multipliers of output channels [start, start + size) (a grouped conv's group)."""
+        fields = ("mult", "left", "right", "nudge")
+        part = {f: getattr(self, f)[start:start + size].contiguous() for f in fields}
+        return Requant(**part, single=self.single,
+                       first=tuple(int(getattr(self, f)[start]) for f in fields))
+
     def scalars(self) -> tuple[int, int, int, int]:
         """A per-tensor multiplier as kernel arguments (read from the host copy: a read from
         the device would synchronise, which CUDA-graph capture forbids)."""
@@ -182,7 +189,7 @@ def _depthwise_kernel(x_ptr, w_ptr, b_ptr, m_ptr, l_ptr, r_ptr, n_ptr, y_ptr,
                       P, CO, H, W, HO, WO, MULT,
                       sxn, sxc, sxh, sxw, syn, syc, syh, syw,
                       SH, SW, PT, PL, DH, DW, x_zp, y_zp, low, high, y_off,
-                      KH: tl.constexpr, KW: tl.constexpr,
+                      KH: tl.constexpr, KW: tl.constexpr, SINGLE: tl.constexpr,
                       BP: tl.constexpr, BC: tl.constexpr):
     """Direct depthwise convolution: a block of output pixels x a block of channels, int32
     products summed over the kh x kw taps (output channel co reads input channel co // MULT)."""
@@ -205,39 +212,40 @@ def _depthwise_kernel(x_ptr, w_ptr, b_ptr, m_ptr, l_ptr, r_ptr, n_ptr, y_ptr,
             acc += a.to(tl.int32) * w.to(tl.int32)[None, :]
     y = y_ptr + (n * syn + oh * syh + ow * syw)[:, None] + rc[None, :] * syc
     _epilogue(acc, rc, col, rp < P, b_ptr, m_ptr, l_ptr, r_ptr, n_ptr, y, y_zp, low, high,
-              y_off, False)
+              y_off, SINGLE)
 
 
 @triton.jit
 def _add_kernel(a_ptr, b_ptr, y_ptr, numel, a_zp, b_zp, LEFT: tl.constexpr,
                 am, al, ar, an, bm, bl, br, bn, om, ol, orr, on, y_zp, low, high, y_off,
-                BLOCK: tl.constexpr):
+                SINGLE: tl.constexpr, BLOCK: tl.constexpr):
     """TFLite's quantized ADD/SUB (quant.integer_kernels.add), elementwise."""
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = i < numel
     a = (tl.load(a_ptr + i, mask=mask, other=0).to(tl.int32) - a_zp) << LEFT
     b = (tl.load(b_ptr + i, mask=mask, other=0).to(tl.int32) - b_zp) << LEFT
-    raw = _requant(a, am, al, ar, an, False) + _requant(b, bm, bl, br, bn, False)
-    v = _requant(raw.to(tl.int32), om, ol, orr, on, False)
+    raw = _requant(a, am, al, ar, an, SINGLE) + _requant(b, bm, bl, br, bn, SINGLE)
+    v = _requant(raw.to(tl.int32), om, ol, orr, on, SINGLE)
     _store_codes(y_ptr + i, v, y_zp, low, high, y_off, mask)
 
 
 @triton.jit
 def _mul_kernel(a_ptr, b_ptr, y_ptr, numel, a_zp, b_zp, mm, ml, mr, mn, y_zp, low, high, y_off,
-                HAS_B: tl.constexpr, BLOCK: tl.constexpr):
+                HAS_B: tl.constexpr, SINGLE: tl.constexpr, BLOCK: tl.constexpr):
     """TFLite's quantized MUL, and without ``b`` REQUANTIZE (``(a - zp) * M + zp_out``)."""
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = i < numel
     a = tl.load(a_ptr + i, mask=mask, other=0).to(tl.int32) - a_zp
     if HAS_B:
         a = a * (tl.load(b_ptr + i, mask=mask, other=0).to(tl.int32) - b_zp)
-    v = _requant(a, mm, ml, mr, mn, False)
+    v = _requant(a, mm, ml, mr, mn, SINGLE)
     _store_codes(y_ptr + i, v, y_zp, low, high, y_off, mask)
 
 
 @triton.jit
 def _mean_kernel(x_ptr, y_ptr, C, HW, sxn, sxc, sxp, syn, syc, correction,
-                 mm, ml, mr, mn, y_zp, low, high, y_off, BP: tl.constexpr, BC: tl.constexpr):
+                 mm, ml, mr, mn, y_zp, low, high, y_off, SINGLE: tl.constexpr,
+                 BP: tl.constexpr, BC: tl.constexpr):
     """Spatial MEAN: the int32 sum of a (sample, channel block) over H*W, less the zero point's
     share (``correction``), requantized with the count folded into the multiplier."""
     n = tl.program_id(0)
@@ -249,7 +257,7 @@ def _mean_kernel(x_ptr, y_ptr, C, HW, sxn, sxc, sxp, syn, syc, correction,
         x = tl.load(x_ptr + n * sxn + rp[:, None] * sxp + rc[None, :] * sxc,
                     mask=(rp < HW)[:, None] & col[None, :], other=0)
         total += tl.sum(x.to(tl.int32), axis=0)
-    v = _requant(total - correction, mm, ml, mr, mn, False)
+    v = _requant(total - correction, mm, ml, mr, mn, SINGLE)
     _store_codes(y_ptr + n * syn + rc * syc, v, y_zp, low, high, y_off, col)
 
 
@@ -355,7 +363,8 @@ def depthwise(x: torch.Tensor, y: torch.Tensor, weight_tc: torch.Tensor, bias: t
         x, weight_tc, bias, rq.mult, rq.left, rq.right, rq.nudge, y,
         p, co, h, w, ho, wo, co // c, *x.stride(), *y.stride(),
         strides[0], strides[1], pads[0], pads[1], dilations[0], dilations[1],
-        x_zp, y_zp, low, high, y_off, KH=kernel[0], KW=kernel[1], BP=64, BC=32)
+        x_zp, y_zp, low, high, y_off, KH=kernel[0], KW=kernel[1], SINGLE=rq.single, BP=64,
+        BC=32)
 
 
 def add(a: torch.Tensor, b: torch.Tensor, y: torch.Tensor, a_zp: int, b_zp: int,
@@ -365,7 +374,7 @@ def add(a: torch.Tensor, b: torch.Tensor, y: torch.Tensor, a_zp: int, b_zp: int,
     numel = y.numel()
     _add_kernel[(triton.cdiv(numel, 1024),)](
         a, b, y, numel, a_zp, b_zp, left_shift, *ra.scalars(), *rb.scalars(), *ro.scalars(),
-        y_zp, low, high, y_off, BLOCK=1024)
+        y_zp, low, high, y_off, SINGLE=ro.single, BLOCK=1024)
 
 
 def mul(a: torch.Tensor, b: torch.Tensor | None, y: torch.Tensor, a_zp: int, b_zp: int,
@@ -374,7 +383,8 @@ def mul(a: torch.Tensor, b: torch.Tensor | None, y: torch.Tensor, a_zp: int, b_z
     numel = y.numel()
     _mul_kernel[(triton.cdiv(numel, 1024),)](a, a if b is None else b, y, numel, a_zp, b_zp,
                                              *rq.scalars(), y_zp, low, high, y_off,
-                                             HAS_B=b is not None, BLOCK=1024)
+                                             HAS_B=b is not None, SINGLE=rq.single,
+                                             BLOCK=1024)
 
 
 def mean(x: torch.Tensor, y: torch.Tensor, correction: int, rq: Requant, y_zp: int, low: int,
@@ -384,7 +394,7 @@ def mean(x: torch.Tensor, y: torch.Tensor, correction: int, rq: Requant, y_zp: i
     assert x.stride(2) == w * x.stride(3), "mean reads H*W as one axis"
     _mean_kernel[(n, triton.cdiv(c, 32))](
         x, y, c, h * w, x.stride(0), x.stride(1), x.stride(3), y.stride(0), y.stride(1),
-        correction, *rq.scalars(), y_zp, low, high, y_off, BP=64, BC=32)
+        correction, *rq.scalars(), y_zp, low, high, y_off, SINGLE=rq.single, BP=64, BC=32)
 
 
 def pool(x: torch.Tensor, y: torch.Tensor, *, kernel, strides, pads, low: int, high: int,
