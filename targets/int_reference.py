@@ -204,14 +204,29 @@ class IntegerRunnable:
 
     def codes(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every tensor's integer codes (and the float input/output) for input ``x``."""
+        values = {self.graph.input: np.asarray(x, dtype=np.float32)}
+        return self._run(values, self.graph.ops)
+
+    def codes_from(self, tensor: str, codes: np.ndarray) -> dict[str, np.ndarray]:
+        """Every tensor downstream of ``tensor`` given its integer codes (a testbench's
+        inputs: the codes an FPGA or accelerator receives)."""
+        start = next(i for i, op in enumerate(self.graph.ops) if op.output == tensor) + 1
+        return self._run({tensor: np.asarray(codes, dtype=np.int64)}, self.graph.ops[start:])
+
+    def _run(self, values: dict[str, np.ndarray], ops) -> dict[str, np.ndarray]:
         from convdeploy.quant.fixed_point import TFLITE_REFERENCE
 
-        g = self.graph
         ar = self.arithmetic or TFLITE_REFERENCE
-        values: dict[str, np.ndarray] = {g.input: np.asarray(x, dtype=np.float32)}
-        for op in g.ops:
-            values[op.output] = _KERNELS[op.kind.name](op, values, g.quant, ar)
+        for op in ops:
+            values[op.output] = _KERNELS[op.kind.name](op, values, self.graph.quant, ar)
         return values
+
+    def input_shape_of(self, tensor: str) -> tuple[int, ...]:
+        """One sample's shape of ``tensor``."""
+        from convdeploy.exporters.opgraph import infer_shapes
+
+        return infer_shapes(self.graph)[tensor][1:]
+
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         (x,) = inputs.values()
         step = self.chunk_samples()

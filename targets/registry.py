@@ -18,6 +18,7 @@ BUILTIN: dict[str, str] = {
     "mobile-litert": "convdeploy.targets.mobile_litert:LiteRtTarget",
     "mobile-litert-ref": "convdeploy.targets.mobile_litert:LiteRtReferenceTarget",
     "dsp-qnn-htp": "convdeploy.targets.dsp_qnn_htp:QnnHtpTarget",
+    "fpga-hls": "convdeploy.targets.fpga_hls:FpgaHlsTarget",
     "gpu-triton": "convdeploy.targets.gpu_triton:TritonTarget",
     "gpu-triton-im2win": "convdeploy.targets.gpu_triton:TritonIm2winTarget",
     "gpu-torch": "convdeploy.targets.gpu_torch:TorchCudaTarget",
