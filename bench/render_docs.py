@@ -335,6 +335,50 @@ def gpu_summary() -> list[str]:
             if parts else [])
 
 
+def fpga_section() -> list[str]:
+    """bench/fpga.py: C-simulation exactness and speed, and the analytical estimate."""
+    data = _load("fpga.json")
+    if not data:
+        return ["Not run yet: `python bench/fpga.py`.", ""]
+    env = data["environment"]
+    lines = [f"{machine(env)}; {data['compiler']}; convdeploy {data['revision']}. C-simulation "
+             "of the generated HLS C++ (g++ -std=c++17 -O2, OpenMP over samples) on the full "
+             "CIFAR-10 test split; \"equal\": output codes equal to the integer reference's "
+             "(same QDQ file). Estimate: analytical (hls4ml/FINN-R models), not synthesis; "
+             "the folding is the fastest that fits the part.", ""]
+    rows = []
+    for name, schemes in data["models"].items():
+        for scheme, m in schemes.items():
+            e = m["estimate"]
+            t, u = e["totals"], e["utilisation"]
+            rows.append([name, scheme, f"{m['outputs_equal']:,} / {m['outputs']:,}",
+                         _pct(m["accuracy_csim"]), f"{m['csim_images_per_s']:,.0f}",
+                         f"{m['generate_seconds']:.1f} + {m['compile_seconds']:.1f}",
+                         f"{e['part'].split('-')[0]} {e['clock_mhz']:g} MHz",
+                         f"{t['dsp']} ({100 * u['dsp']:.0f}%)",
+                         f"{t['lut']:,} ({100 * u['lut']:.0f}%)",
+                         f"{t['bram18']} ({100 * u['bram18']:.0f}%)", f"{t['multipliers']:,}",
+                         f"{e['fps']:,.1f}", f"{e['latency_ms']:.2f}"])
+    return lines + _table(["model", "scheme", "equal to int-reference", "accuracy",
+                           f"C-sim images/s ({data['environment'].get('threads')} threads)",
+                           "generate + compile s", "part", "DSP", "LUT", "BRAM18",
+                           "multipliers", "est. fps", "est. latency ms"], rows) + [""]
+
+
+def fpga_summary() -> list[str]:
+    data = _load("fpga.json")
+    if not data:
+        return []
+    parts = []
+    for name, schemes in data["models"].items():
+        for scheme, m in schemes.items():
+            e = m["estimate"]
+            parts.append(f"{name} {scheme}: {m['outputs_equal']:,} of {m['outputs']:,} codes "
+                         f"equal, estimate {e['fps']:,.0f} fps on {e['board']}")
+    return ["- FPGA (`bench/fpga.py`, generated HLS C++ in g++ C-simulation, full test split): "
+            + "; ".join(parts) + ".", ""]
+
+
 def _layer_rows(layers: list[dict], batch: int) -> list[str]:
     """im2win vs implicit GEMM per distinct dense-convolution shape (repeated layers: median)."""
     groups: dict[tuple, list[dict]] = {}
@@ -394,7 +438,8 @@ def benchmarks_page() -> str:
               *mobile_dsp_section("mobile_dsp_mobilenetv2.json", "MobileNetV2"),
               "## CPU int8", "", *cpu_int8_section(),
               "## GPU: int8 Triton kernels and PyTorch CUDA (`bench/gpu.py`)", "",
-              *gpu_section()]
+              *gpu_section(),
+              "## FPGA: generated HLS C++ (`bench/fpga.py`)", "", *fpga_section()]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -434,6 +479,7 @@ def readme_block() -> str:
                   f"({before['int_reference_seconds'] / after['int_reference_seconds']:.1f}x), "
                   "bit-identical logits, equal to LiteRT's reference kernels.", ""]
     lines += gpu_summary()
+    lines += fpga_summary()
     lines += ["Every table, with its machine: [docs/benchmarks.md](docs/benchmarks.md).", END]
     return "\n".join(lines)
 

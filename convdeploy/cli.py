@@ -32,6 +32,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _add_export_args(p: argparse.ArgumentParser) -> None:
+    from convdeploy.exporters.hls_config import FpgaConfig, IOStyle
     from convdeploy.models.zoo import DEFAULT_MODEL
 
     p.add_argument("model", nargs="?", default=DEFAULT_MODEL,
@@ -74,6 +75,17 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
     m.add_argument("--batch-size", type=int, default=32, help="latency batch size")
     m.add_argument("--threads", type=int, help="runtime threads (default: all cores)")
     m.add_argument("--repeats", type=int, default=50, help="timed runs per latency figure")
+    f = p.add_argument_group("FPGA (--targets fpga-hls)")
+    f.add_argument("--fpga-part", default=FpgaConfig.part,
+                   help=f"part the estimate and scripts target (default {FpgaConfig.part}, "
+                        "Ultra96; also xczu7ev-ffvc1156-2-e, xcu250-figd2104-2L-e)")
+    f.add_argument("--fpga-clock", type=float, default=FpgaConfig.clock_mhz, help="MHz")
+    f.add_argument("--fpga-fps", type=float,
+                   help="frames/s to meet with the fewest multipliers (default: the fastest "
+                        "folding that fits the part)")
+    f.add_argument("--fpga-reuse", type=int, help="one ReuseFactor for every layer")
+    f.add_argument("--fpga-io", choices=[s.value for s in IOStyle], default=FpgaConfig.io.value,
+                   help="io_stream: layers overlap (DATAFLOW); io_parallel: one after another")
     p.add_argument("--config", help="YAML with model:, data:, scheme:, targets:, measure: (the "
                                     "audit spec's fields); flags given here override it")
     p.add_argument("--out", type=Path, default=Path("convdeploy-out"))
@@ -138,6 +150,7 @@ def config_from_args(args: argparse.Namespace) -> DeployConfig:
         scheme = _scheme(args)
         ptq = _ptq(args, scheme)
         qat = _qat(args)
+        fpga = _fpga(args)
     except ValueError as exc:
         raise ConvdeployError(f"bad option: {exc}", fix=f"see `convdeploy {args.command} --help`")
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
@@ -150,8 +163,15 @@ def config_from_args(args: argparse.Namespace) -> DeployConfig:
         checkpoint = args.checkpoint or args.out.with_name(args.out.name + ".qat-checkpoint.pt")
     return DeployConfig(model=model, data=data, scheme=scheme,
                         ptq=ptq, qat=qat, qat_checkpoint=checkpoint, targets=targets,
-                        measure=measure, out=args.out, overwrite=args.overwrite,
+                        measure=measure, fpga=fpga, out=args.out, overwrite=args.overwrite,
                         progress=not args.no_progress)
+
+
+def _fpga(args: argparse.Namespace):
+    from convdeploy.exporters.hls_config import FpgaConfig, IOStyle
+
+    return FpgaConfig(part=args.fpga_part, clock_mhz=args.fpga_clock, io=IOStyle(args.fpga_io),
+                      reuse=args.fpga_reuse, fps=args.fpga_fps)
 
 
 def _with_config_file(args, model, data, scheme, ptq, targets, measure):
@@ -203,6 +223,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         if isinstance(info, dict) and info.get("skipped_files"):
             print(f"\nskipped {info['skipped_files']} unreadable {role} file(s), e.g. "
                   f"{info['skipped_examples'][0]} (--skip-bad-files)")
+    for row in report.results:
+        est = (row.get("runtime") or {}).get("estimate")
+        if isinstance(est, dict):
+            t, u = est["totals"], est["utilisation"]
+            print(f"\n{row['target']} {row['scheme']}: estimate ({est['label']}) for "
+                  f"{est['part']} at {est['clock_mhz']:g} MHz: {est['fps']:.1f} frames/s, "
+                  f"DSP {t['dsp']} ({u['dsp']:.0%}), LUT {t['lut']} ({u['lut']:.0%}), BRAM18 "
+                  f"{t['bram18']} ({u['bram18']:.0%}), {'fits' if est['fits'] else 'DOES NOT FIT'}"
+                  f"; project in {args.out}/{row['runtime']['project']}")
     print(f"\nwrote {args.out}/report.json, {args.out}/report.md and the model files")
     return 0
 

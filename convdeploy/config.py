@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from convdeploy.exporters.hls_config import FpgaConfig
 from convdeploy.quant.config import DEFAULT_PTQ, DEFAULT_PTQ_BEFORE_QAT, PTQConfig, QATConfig
 from convdeploy.quant.scheme import QuantScheme
 
@@ -81,6 +82,7 @@ class DeployConfig:
     qat_checkpoint: Path | None = None
     targets: tuple[str, ...] = DEFAULT_TARGETS
     measure: MeasureConfig = field(default_factory=MeasureConfig)
+    fpga: FpgaConfig = field(default_factory=FpgaConfig)  # fpga-hls: part, clock, folding
     out: Path = Path("convdeploy-out")
     overwrite: bool = False
     progress: bool = True

@@ -15,6 +15,7 @@ import numpy as np
 
 from convdeploy.errors import ConvdeployError
 from convdeploy.exporters.artifact import Artifact, ArtifactFormat
+from convdeploy.exporters.hls_config import FpgaConfig
 from convdeploy.models.datasets import ImageSet, load_images, native_layout
 from convdeploy.models.loading import LoadedModel, load_model
 from convdeploy.models.spec import Preprocess
@@ -85,11 +86,12 @@ def resolve_data(data: DataConfig, loaded: LoadedModel, preprocess: Preprocess, 
             evaluation.subset(data.eval_limit, seed=data.seed))
 
 
-def resolve_targets(names: tuple[str, ...]) -> list[Target]:
+def resolve_targets(names: tuple[str, ...], fpga: FpgaConfig = FpgaConfig()) -> list[Target]:
     """Reference first (it defines float and simulation); every unavailable target is an error
-    before any work starts."""
+    before any work starts. A target with settings of its own (``configured``) gets them."""
     ordered = ["reference"] + [n for n in dict.fromkeys(names) if n != "reference"]
     targets = [registry.get(n) for n in ordered]
+    targets = [t.configured(fpga) if hasattr(t, "configured") else t for t in targets]
     missing = [f"{t.name}: {t.unavailable()}" for t in targets if t.unavailable()]
     if missing:
         raise ConvdeployError("target(s) cannot run on this machine: " + "; ".join(missing),
@@ -380,7 +382,7 @@ def quantize_and_export(cfg: DeployConfig, prep: Prepared, stage: Path,
 def run(cfg: DeployConfig) -> Report:
     """Export, quantize, run on every target and report; outputs land in ``cfg.out``."""
     wanted = cfg.targets + (("int-reference",) if cfg.scheme is not None else ())
-    targets = resolve_targets(wanted)
+    targets = resolve_targets(wanted, cfg.fpga)
     _check_scheme(targets, cfg)
     prep = prepare_run(cfg)
     with staged_directory(cfg.out, overwrite=cfg.overwrite) as stage:

@@ -121,12 +121,37 @@ class Report:
                f"threads, on {self.environment.get('cpu')}.", ""]
         for r in self.results:
             if r.get("runtime"):
-                md.append(f"- `{r['target']}` / `{r['scheme']}`: {json.dumps(r['runtime'])}")
+                shown = {k: v for k, v in r["runtime"].items() if k != "estimate"}
+                md.append(f"- `{r['target']}` / `{r['scheme']}`: {json.dumps(shown)}")
+        for r in self.results:
+            if isinstance(r.get("runtime"), dict) and r["runtime"].get("estimate"):
+                md += ["", *estimate_markdown(r["scheme"], r["runtime"]["estimate"],
+                                              r["runtime"].get("synthesis"))]
         return "\n".join(md) + "\n"
 
     def write(self, directory: Path) -> None:
         write_text_atomic(directory / "report.json", self.to_json())
         write_text_atomic(directory / "report.md", self.markdown())
+
+
+def estimate_markdown(scheme: str, est: dict, synthesis: dict | None = None) -> list[str]:
+    """The FPGA estimate of one quantized model as markdown: totals against the part's budget,
+    latency and throughput, then every layer's folding and resources."""
+    t, b, u = est["totals"], est["budget"], est["utilisation"]
+    md = [f"## FPGA estimate, `{scheme}`: {est['label']}", "",
+          f"Part {est['part']} ({est['board']}) at {est['clock_mhz']:g} MHz, {est['io']}; "
+          f"folding: {est['folding_search']}. Latency {est['latency_ms']:.3f} ms, "
+          f"{est['fps']:.1f} frames/s; {'fits' if est['fits'] else '**does not fit**'} the part."
+          f" Synthesis: {(synthesis or {}).get('status', 'not run')}.", "",
+          "| resource | used | budget | share |", "|---|---|---|---|"]
+    md += [f"| {k} | {t[k]:,} | {b[k]:,} | {100 * u[k]:.1f}% |" for k in ("dsp", "lut", "ff",
+                                                                        "bram18")]
+    md += ["", "| layer | kind | MACs | W/A bits | reuse | multipliers | cycles | DSP | LUT | "
+           "BRAM18 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    md += [f"| {c['ident']} | {c['kind']} | {c['macs']:,} | {c['weight_bits'] or '-'}/"
+           f"{c['act_bits']} | {c['reuse']} | {c['multipliers']} | {c['cycles']:,} | "
+           f"{c['dsp']} | {c['lut']:,} | {c['bram18']} |" for c in est["layers"]]
+    return md
 
 
 def _tq_text(tq: dict | None) -> str:

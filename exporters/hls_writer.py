@@ -31,12 +31,12 @@ from .opgraph import Op, OpGraph, OpKind, QParams, infer_shapes
 TEMPLATE_DIR = "hls_templates"
 KERNEL_HEADERS = ("types.h", "fixed_point.h", "broadcast.h", "conv.h", "depthwise.h", "dense.h",
                   "add.h", "mul.h", "requantize.h", "activation.h", "lut.h", "mean.h", "pool.h",
-                  "pad.h", "layout.h")
+                  "pad.h", "layout.h", "hard_swish.h", "softmax.h")
 SUPPORTED = {OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.FULLY_CONNECTED, OpKind.ADD, OpKind.SUB,
              OpKind.MUL, OpKind.MEAN, OpKind.MAX_POOL, OpKind.AVERAGE_POOL, OpKind.PAD,
              OpKind.STRIDED_SLICE, OpKind.RESHAPE, OpKind.TRANSPOSE, OpKind.CONCATENATION,
              OpKind.REQUANTIZE, OpKind.LEAKY_RELU, OpKind.PRELU, OpKind.LOGISTIC, OpKind.TANH,
-             OpKind.GELU}
+             OpKind.GELU, OpKind.HARD_SWISH, OpKind.SOFTMAX}
 WEIGHTED = {OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.FULLY_CONNECTED}
 _CPP_KEYWORDS = {"int", "float", "double", "char", "void", "class", "struct", "namespace",
                  "template", "typename", "return", "static", "const", "for", "if", "else",
@@ -421,6 +421,34 @@ class _Writer:
                                          f"{128 if q_in.signed else 0};"], f"lut_{layer.ident}")
 
     _logistic = _tanh = _gelu = _lut
+
+    def _hard_swish(self, layer: Layer) -> None:
+        from convdeploy.quant.integer_kernels import hard_swish_multipliers
+
+        op = layer.op
+        q_in, q_out = self.q(op.inputs[0]), self.q(op.output)
+        out_mult, out_exp, relu_mult, relu_exp = hard_swish_multipliers(q_in, q_out)
+        self._elementwise(layer, "hard_swish", [
+            f"static const int ZP_IN = {q_in.zero_point}, ZP_OUT = {q_out.zero_point};",
+            f"static const int OUT_MULT = {out_mult}, OUT_EXP = {out_exp};",
+            f"static const int RELU_MULT = {relu_mult}, RELU_EXP = {relu_exp};",
+            f"static const int LOW = {q_out.qmin}, HIGH = {q_out.qmax};"])
+
+    def _softmax(self, layer: Layer) -> None:
+        from convdeploy.quant.integer_kernels import softmax_multiplier
+
+        op = layer.op
+        x = self.shapes[op.inputs[0]]
+        q_in, q_out = self.q(op.inputs[0]), self.q(op.output)
+        mult, left, radius = softmax_multiplier(q_in)
+        layer.config += [
+            f"static const int ROWS = {int(np.prod(x[1:-1]))}, DEPTH = {x[-1]};",
+            f"static const int32_t MULT = {mult}; static const int LEFT = {left};",
+            f"static const int64_t RADIUS = {radius};",
+            f"static const int SHIFT_IN = {0 if q_in.signed else 128}, "
+            f"SHIFT_OUT = {0 if q_out.signed else 128};"]
+        layer.call = (f"cd::softmax<{layer.ident}_config>("
+                      f"{self._io(layer, op.inputs[0], op.output)});")
 
     def _mean(self, layer: Layer) -> None:
         from convdeploy.quant.integer_kernels import mean_multiplier

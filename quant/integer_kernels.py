@@ -279,16 +279,23 @@ def _int16_multiplier(real: float) -> tuple[int, int]:
     return (mult + (1 << 15)) >> 16, exponent
 
 
-def hard_swish(x: np.ndarray, in_q, out_q) -> np.ndarray:
-    """TFLite's int8 HARD_SWISH (``reference_ops::HardSwish``): 16-bit fixed point, the input
-    on a 2**7 finer grid, a "relu-ish" factor in [0, 1] from saturating rescaling of [-3, 3],
-    a truncating doubling high multiply, then the output shift. Parameters as ``HardSwishPrepare``
-    forms them (float32 scales)."""
+def hard_swish_multipliers(in_q, out_q) -> tuple[int, int, int, int]:
+    """HARD_SWISH's (output multiplier, exponent, relu-ish multiplier, exponent), 16-bit, as
+    ``HardSwishPrepare`` forms them from float32 scales."""
     hires = _f32(_f32(1.0 / 128.0) * _f32(in_q.scale))
     out_mult, out_exp = _int16_multiplier(float(_f32(hires / _f32(out_q.scale))))
     relu_mult, relu_exp = _int16_multiplier(float(_f32(hires / _f32(3.0 / 32768.0))))
     if out_exp > 0:
         raise ValueError("HARD_SWISH: output scale below input scale / 128 (TFLite refuses)")
+    return out_mult, out_exp, relu_mult, relu_exp
+
+
+def hard_swish(x: np.ndarray, in_q, out_q) -> np.ndarray:
+    """TFLite's int8 HARD_SWISH (``reference_ops::HardSwish``): 16-bit fixed point, the input
+    on a 2**7 finer grid, a "relu-ish" factor in [0, 1] from saturating rescaling of [-3, 3],
+    a truncating doubling high multiply, then the output shift. Parameters as ``HardSwishPrepare``
+    forms them (float32 scales)."""
+    out_mult, out_exp, relu_mult, relu_exp = hard_swish_multipliers(in_q, out_q)
     value = x.astype(np.int64) - in_q.zero_point
     hires_value = value * (1 << 7)
     preshift = rounding_doubling_high_mul(hires_value, out_mult, bits=16)
@@ -383,15 +390,21 @@ def _one_over_one_plus_x(a: np.ndarray) -> np.ndarray:
     return _fp_pot(x, 1)
 
 
+def softmax_multiplier(in_q, beta: float = 1.0) -> tuple[int, int, int]:
+    """SOFTMAX's input multiplier, left shift and difference radius (``SoftmaxPrepare``):
+    ``beta * s_in`` into Q5.26; differences below ``-radius`` contribute nothing."""
+    real = min(beta * float(np.float32(in_q.scale)) * (1 << (31 - 5)), 2.0**31 - 1.0)
+    mult, left = quantize_multiplier(real)
+    return mult, left, math.floor(((1 << 5) - 1) * (1 << (31 - 5)) / (1 << left))
+
+
 def softmax(x: np.ndarray, in_q, out_q, beta: float = 1.0) -> np.ndarray:
     """TFLite's int8 SOFTMAX over the last axis (``reference_ops::Softmax``): input
     differences to the row's maximum scaled into Q5.26 by ``beta * s_in``, gemmlowp's exp, the
     sum in Q12.19, its reciprocal, output on the fixed 1/256 grid (zero point -128 in int8)."""
     shift = 0 if in_q.signed else 128
     codes = x.astype(np.int64) - shift
-    real = min(beta * float(np.float32(in_q.scale)) * (1 << (31 - 5)), 2.0**31 - 1.0)
-    mult, left = quantize_multiplier(real)
-    radius = math.floor(((1 << 5) - 1) * (1 << (31 - 5)) / (1 << left))
+    mult, left, radius = softmax_multiplier(in_q, beta)
     diff = codes - codes.max(axis=-1, keepdims=True)
     valid = diff >= -radius
     scaled = rounding_doubling_high_mul(wrap_int32(diff * (1 << left)), mult)

@@ -89,6 +89,8 @@ def test_user_model_from_import_path_with_npz_data(tmp_path):
     (["audit", "digits-convnet", "--schemes", "float,w4a8", "--targets", "mobile-litert"],
      "cannot run on target mobile-litert"),
     (["audit", "digits-convnet", "--eval", "/no/eval"], "data.eval: path /no/eval"),
+    (["export", "--int8", "--targets", "fpga-hls", "--fpga-part", "xc7z999"],
+     "unknown FPGA part 'xc7z999'"),
 ])
 def test_user_errors_are_one_clear_message(tmp_path, args, needle):
     fast = ["--no-progress"] if args[0] == "audit" else FAST
@@ -97,6 +99,25 @@ def test_user_errors_are_one_clear_message(tmp_path, args, needle):
     assert needle in res.stderr and "fix:" in res.stderr
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_fpga_hls_export_writes_the_project_and_the_estimate(tmp_path):
+    out = tmp_path / "out"
+    res = cli("export", "--int8", "--targets", "fpga-hls", "--fpga-fps", "1000", "--out", out,
+              *FAST)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((out / "report.json").read_text())
+    row = next(r for r in report["results"] if r["target"] == "fpga-hls")
+    assert row["max_lsb_vs_int_reference"] == 0 and row["bit_exact_fraction"] == 1.0
+    est = row["runtime"]["estimate"]
+    assert est["fps"] >= 1000 and est["label"].startswith("analytical estimate")
+    assert row["runtime"]["synthesis"]["status"] == "not run"
+    project = out / row["runtime"]["project"]
+    for name in ("firmware/model_top.cpp", "firmware/parameters.h", "build_prj.tcl",
+                 "vivado_project.tcl", "README.md", "tb/testbench.cpp", "tb_data/expected.bin"):
+        assert (project / name).is_file(), name
+    assert "FPGA estimate" in (out / "report.md").read_text()
+    assert "fpga-hls w8a8: estimate" in res.stdout
 
 
 def test_debug_shows_the_traceback(tmp_path):

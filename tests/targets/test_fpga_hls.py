@@ -18,9 +18,18 @@ from torch.nn import functional as F
 
 from tests.exporters.test_integer_ops import AudioStyle, Constants, Elementwise, Gates, \
     HardSwishNet, Permutes, SplitsAndSlopes
+from tests.targets.conformance import TargetConformance
 from tests.targets.test_gpu_triton import OpsNet
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")
+
+
+class TestFpgaHlsConformance(TargetConformance):
+    """The shared template; the bound is the integer reference's own (it equals it)."""
+
+    target_name = "fpga-hls"
+    max_lsb = 2.0
+    min_exact_fraction = 0.6
 
 
 def _qdq(model: nn.Module, shape, scheme=None, seed: int = 0):
@@ -208,22 +217,39 @@ def test_a_100k_weight_layer_compiles_quickly():
     assert hls.details["testbench"].endswith("0 of 160 outputs differ")
 
 
+class Softmaxed(nn.Module):
+    """SOFTMAX over channels of a pooled map and over a wide last axis."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv.weight.data *= 4  # wide logits: rows reach beyond the difference radius
+
+    def forward(self, x):
+        y = self.conv(x)
+        return torch.softmax(y.mean((2, 3)), 1) + torch.softmax(y, -1).mean((2, 3))
+
+
+@pytest.mark.parametrize("name", ["hard-swish", "softmax"])
+def test_hard_swish_and_softmax_equal_int_reference(name):
+    from convdeploy.exporters.opgraph import OpKind
+
+    model = HardSwishNet() if name == "hard-swish" else Softmaxed()
+    qdq, work = _qdq(model, (3, 8, 8))
+    x = np.random.default_rng(3).standard_normal((16, 3, 8, 8)).astype(np.float32) * 3
+    hls = _assert_every_layer_equal(qdq, work, x)
+    kind = OpKind.HARD_SWISH if name == "hard-swish" else OpKind.SOFTMAX
+    assert kind in {layer.op.kind for layer in hls.project.layers}
+
+
 def test_check_names_what_it_cannot_generate():
+    """A float island (LayerNorm) has no HLS kernel: check() names it before any work."""
     from convdeploy.targets import registry
+    from tests.exporters.test_integer_ops import ConvNeXtBlockNet
 
-    class Softmaxed(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = nn.Conv2d(3, 8, 3, padding=1)
-
-        def forward(self, x):
-            return torch.softmax(self.conv(x).mean((2, 3)), 1)
-
-    target = registry.get("fpga-hls")
-    qdq, _ = _qdq(HardSwishNet(), (3, 8, 8))
-    assert any("no HLS kernel for HARD_SWISH" in r for r in target.check(qdq))
-    qdq, _ = _qdq(Softmaxed(), (3, 8, 8))
-    assert any("no HLS kernel for SOFTMAX" in r for r in target.check(qdq))
+    qdq, _ = _qdq(ConvNeXtBlockNet(), (3, 8, 8))
+    reasons = registry.get("fpga-hls").check(qdq)
+    assert any("no HLS kernel for FLOAT_ISLAND" in r for r in reasons), reasons
 
 
 def test_missing_gpp_is_named(monkeypatch):
