@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,19 +43,20 @@ class ImageSet:
             return self
         idx = np.sort(np.random.default_rng(seed).choice(len(self), size=n, replace=False))
         labels = None if self.labels is None else self.labels[idx]
-        return ImageSet(self.images[idx], labels, self.source, self.classes, self.preprocessed,
-                        {**self.details, "subset_of": len(self), "subset_seed": seed})
+        return replace(self, images=self.images[idx], labels=labels,
+                       details={**self.details, "subset_of": len(self), "subset_seed": seed})
 
     def normalized(self, preprocess: Preprocess, start: int = 0,
                    stop: int | None = None) -> np.ndarray:
-        """Float32 NCHW model input for samples [start, stop)."""
+        """Float32 channels-first model input for samples [start, stop): NCHW for images,
+        (N, C, T, H, W) for clips."""
         x = self.images[start:stop]
         if self.preprocessed:
             return np.ascontiguousarray(x, dtype=np.float32)
         mean = np.asarray(preprocess.mean, dtype=np.float32)
         std = np.asarray(preprocess.std, dtype=np.float32)
         x = (x.astype(np.float32) / 255.0 - mean) / std
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return np.ascontiguousarray(x.transpose(0, x.ndim - 1, *range(1, x.ndim - 1)))
 
     def batches(self, preprocess: Preprocess, batch_size: int) -> Iterator[np.ndarray]:
         for start in range(0, len(self), batch_size):
@@ -115,8 +116,13 @@ def _image_folder(root: Path, preprocess: Preprocess, progress: bool,
     else:  # a flat folder of images: unlabeled
         files = [(f, -1) for f in sorted(root.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
-        raise ConvdeployError(f"no images found in {root}",
-                              fix="give an ImageFolder directory (<class>/<image>.jpg) or a .npz")
+        from .clips import CLIP_SUFFIXES
+
+        videos = any(f.suffix.lower() in CLIP_SUFFIXES for f in root.rglob("*"))
+        raise ConvdeployError(
+            f"no images found in {root}" + (" (it holds video clips: this is an image model)"
+                                             if videos else ""),
+            fix="give an ImageFolder directory (<class>/<image>.jpg) or a .npz")
     workers = min(32, 2 * (os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:
         images = list(tqdm(pool.map(lambda item: _try_decode(item[0], preprocess, skip_bad),
@@ -150,6 +156,9 @@ def _npz(path: Path, preprocess: Preprocess) -> ImageSet:
     if y is not None and len(y) != len(x):
         raise ConvdeployError(f"{path}: {len(x)} images but {len(y)} labels",
                               fix="give one label per image in 'y'")
+    if x.ndim == 5:
+        raise ConvdeployError(f"{path} holds video clips (5-D x of shape {x.shape}), this is "
+                              "an image model", fix="give images: x of shape (N, H, W, C)")
     if x.dtype == np.uint8 and x.ndim == 4 and x.shape[-1] in (1, 3):
         if x.shape[-1] != preprocess.channels:
             raise ConvdeployError(
@@ -177,19 +186,34 @@ def load_images(path: str | Path, preprocess: Preprocess, *, progress: bool = Tr
     An image that cannot be decoded (truncated, not an image) stops the load with its name,
     unless ``skip_bad_files``: then it is left out and ``details["skipped_files"]`` counts it."""
     path = Path(path).expanduser()
+    kind = "clips" if preprocess.video else "images"
     if not path.exists():
         raise ConvdeployError(f"data path {path} does not exist",
-                              fix="give an existing ImageFolder directory or .npz file")
+                              fix=f"give an existing folder of {kind} or an .npz file")
     key = (str(path.resolve()), path.stat().st_mtime_ns, preprocess, skip_bad_files)
     if key not in _CACHE:
-        if path.is_dir():
-            _CACHE[key] = _image_folder(path, preprocess, progress, skip_bad_files)
-        elif path.suffix == ".npz":
-            _CACHE[key] = _npz(path, preprocess)
-        else:
-            raise ConvdeployError(f"{path} is neither a directory nor a .npz file",
-                                  fix="give an ImageFolder directory or a .npz file")
+        _CACHE[key] = _load(path, preprocess, progress, skip_bad_files)
     return _CACHE[key]
+
+
+def _load(path: Path, preprocess: Preprocess, progress: bool, skip_bad: bool) -> ImageSet:
+    if preprocess.video:  # video models: clips (models/clips.py), same cache and errors
+        from . import clips
+
+        if path.is_dir():
+            return clips.folder(path, preprocess, progress, skip_bad)
+        if path.suffix == ".npz":
+            return clips.npz(path, preprocess)
+        if path.suffix.lower() in clips.CLIP_SUFFIXES:
+            return clips.single_clip(path, preprocess)
+        raise ConvdeployError(f"{path} is neither a folder of clips, a clip nor an .npz",
+                              fix="give a folder of <class>/<clip>.mp4 or an .npz")
+    if path.is_dir():
+        return _image_folder(path, preprocess, progress, skip_bad)
+    if path.suffix == ".npz":
+        return _npz(path, preprocess)
+    raise ConvdeployError(f"{path} is neither a directory nor a .npz file",
+                          fix="give an ImageFolder directory or a .npz file")
 
 
 def native_size(path: str | Path) -> tuple[int, int] | None:

@@ -20,8 +20,15 @@ class Preprocess:
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
     resize: int | None = None  # shorter side before the center crop; None = straight to size
+    # video models: T frames taken every ``frame_stride`` decoded frames; input (C, T, H, W).
+    # A clip with fewer frames is refused, or looped from its start with ``loop_short_clips``.
+    frames: int | None = None
+    frame_stride: int = 1
+    loop_short_clips: bool = False
 
     def __post_init__(self) -> None:
+        if self.frames is not None and (self.frames < 1 or self.frame_stride < 1):
+            raise ValueError("frames and frame_stride must be at least 1")
         if len(self.mean) != len(self.std) or len(self.mean) not in (1, 3):
             raise ValueError("mean and std need one value per channel (1 or 3 channels)")
         if any(s <= 0 for s in self.std):
@@ -34,13 +41,24 @@ class Preprocess:
         return len(self.mean)
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
+    def video(self) -> bool:
+        return self.frames is not None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """(C, H, W) for images, (C, T, H, W) for video clips: one model-input contract."""
+        if self.frames is not None:
+            return (self.channels, self.frames, *self.size)
         return (self.channels, *self.size)
 
     def to_dict(self) -> dict:
-        return {"size": list(self.size), "mean": list(self.mean), "std": list(self.std),
-                "resize": self.resize, "channels": self.channels,
-                "color": "RGB" if self.channels == 3 else "L"}
+        out = {"size": list(self.size), "mean": list(self.mean), "std": list(self.std),
+               "resize": self.resize, "channels": self.channels,
+               "color": "RGB" if self.channels == 3 else "L"}
+        if self.frames is not None:
+            out.update(frames=self.frames, frame_stride=self.frame_stride,
+                       short_clips="looped" if self.loop_short_clips else "refused")
+        return out
 
 
 @dataclass(frozen=True)
