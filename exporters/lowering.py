@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from .conv3d_rewrite import conv3d, mean_thw
 from .opgraph import Activation, Op, OpGraph, OpKind, QParams, infer_shapes
 from .qdq import _constants
 
@@ -167,6 +168,10 @@ class _Lowerer:
             raise LoweringError(f"{node.name}: auto_pad is not lowered; export explicit pads")
         out, act = self._output(node, True)
         k = len(weight.shape) - 2
+        if k == 3:  # no integer consumer has CONV_3D: the exact (2+1)D rewrite
+            conv3d(self, node, self.resolve(node.input[0]), out, act, weight, scale, bias, a,
+                   self.shapes.get(node.input[0], ()))
+            return
         self.ops.append(Op(kind, (self.resolve(node.input[0]),), out, node.name, act, weight,
                            scale, bias, {"strides": tuple(a.get("strides", (1,) * k)),
                                          "pads": tuple(a.get("pads", (0,) * 2 * k)),
@@ -374,6 +379,12 @@ class _Lowerer:
             self.ops.append(Op(OpKind.REQUANTIZE, (pooled,), out, f"{node.name}.requantize"))
 
     def _mean(self, node: onnx.NodeProto, axes, keepdims: bool = True) -> None:
+        in_shape = self.shapes.get(node.input[0], ())
+        if len(in_shape) == 5 and sorted(int(x) % 5 for x in axes) == [2, 3, 4]:
+            out, _ = self._output(node, False)
+            mean_thw(self, node, self.resolve(node.input[0]), out, in_shape,
+                     self._sample_shape(node))
+            return
         if sorted(int(x) % 4 for x in axes) != [2, 3]:
             raise LoweringError(f"{node.name}: a mean over axes {list(axes)} (only the spatial "
                                 "mean, axes 2 and 3, is lowered)")

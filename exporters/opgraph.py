@@ -100,6 +100,11 @@ class OpGraph:
         return [f"{op.name} ({op.attrs['onnx']})" for op in self.ops
                 if op.kind is OpKind.FLOAT_ISLAND]
 
+    def rewrites(self) -> list[str]:
+        """The layers lowered in another exact form (a Conv3d as 2-D ops), as "name (form)"."""
+        return [f"{op.name} ({op.attrs['rewritten_from']})" for op in self.ops
+                if "rewritten_from" in op.attrs]
+
 
 def _pooled(size: int, kernel: int, stride: int, dilation: int, pad: int) -> int:
     return (size + pad - dilation * (kernel - 1) - 1) // stride + 1

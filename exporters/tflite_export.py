@@ -516,6 +516,7 @@ class TfliteExporter:
                         input_shape=source.input_shape, output_scale=source.output_scale,
                         details={"layout": "NHWC", "source": source.path.name,
                                  "float_islands": graph.float_islands(),
+                                 "rewritten_2d": graph.rewrites(),
                                  **({"weight_container": source.details["weight_container"]}
                                     if "weight_container" in source.details else {})},
                         scheme=source.scheme)

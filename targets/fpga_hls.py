@@ -222,7 +222,8 @@ class FpgaHlsTarget(TargetBase):
         runnable.details.update({
             "runtime": f"g++ C-simulation ({' '.join(CXX_FLAGS[:2])}, OpenMP)",
             "project": str(project_dir.relative_to(Path(workdir).parent)),
-            "layers": len(project.layers), "generate_seconds": round(generate_s, 2),
+            "layers": len(project.layers), "rewritten_2d": graph.rewrites(),
+            "generate_seconds": round(generate_s, 2),
             "compile_seconds": round(compile_s, 2),
             "testbench": verdict.stdout.strip().splitlines()[-1],
             "estimate": estimate.to_dict(), "synthesis": hls_scripts.synthesis_results(

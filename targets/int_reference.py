@@ -273,4 +273,5 @@ class IntReferenceTarget(TargetBase):
         return IntegerRunnable(graph, None, options.threads,
                                {"runtime": f"numpy {np.__version__} (integer kernels)",
                                 "ops": len(graph.ops),
-                                "float_islands": graph.float_islands()})
+                                "float_islands": graph.float_islands(),
+                                "rewritten_2d": graph.rewrites()})

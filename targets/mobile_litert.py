@@ -81,7 +81,8 @@ class LiteRtTarget(TargetBase):
                               {"runtime": f"ai-edge-litert {md.version('ai-edge-litert')}",
                                "kernels": "XNNPACK" if self.resolver == "AUTO" else "reference",
                                "layout": "NHWC",
-                               "float_islands": artifact.details.get("float_islands", [])})
+                               "float_islands": artifact.details.get("float_islands", []),
+                               "rewritten_2d": artifact.details.get("rewritten_2d", [])})
 
 
 class LiteRtReferenceTarget(LiteRtTarget):

@@ -1,0 +1,129 @@
+"""The (2+1)D rewrite: 5-D convolutions and means lowered as 2-D ops, exact in float and, after
+quantization, equal code for code to a direct 5-D integer convolution; LiteRT's reference
+kernels and the HLS C-simulation then equal the integer reference on a P3D-style net."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+GEOMETRIES = {  # (kernel, stride, padding, dilation) of one Conv3d, input (3, 4, 13, 11)
+    "spatial-3x3": ((1, 3, 3), (1, 1, 1), (0, 1, 1), 1),
+    "spatial-3x3-stride2": ((1, 3, 3), (1, 2, 2), (0, 1, 1), 1),
+    "spatial-5x3-dilated": ((1, 5, 3), (1, 1, 2), (0, 2, 0), (1, 2, 1)),
+    "temporal-3": ((3, 1, 1), 1, (1, 0, 0), 1),
+    "temporal-2-stride2": ((2, 1, 1), (2, 1, 1), 0, 1),
+    "pointwise-stride2": ((1, 1, 1), (1, 2, 2), 0, 1),
+}
+
+
+class OneConv3d(nn.Module):
+    def __init__(self, kernel, stride, padding, dilation) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(3, 6, kernel, stride, padding, dilation)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x))
+
+
+def _export(model: nn.Module, shape, quantized: bool = True):
+    from convdeploy.exporters.onnx_export import OnnxExporter
+    from convdeploy.quant import W8A8, capture, quantize
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randn(4, *shape, generator=gen) for _ in range(2)]
+    work = Path(tempfile.mkdtemp(prefix="convdeploy-3d-"))
+    qm = quantize(capture(model.eval(), batches[0][:2]), W8A8, batches, progress=False)
+    art = OnnxExporter(quantized=quantized, example=batches[0][:2]).export(qm, work)
+    return art, (qm if quantized else model), batches
+
+
+@pytest.mark.parametrize("name", list(GEOMETRIES))
+def test_rewritten_conv3d_equals_a_direct_5d_integer_convolution(name):
+    from convdeploy.exporters.lowering import lower_file
+    from convdeploy.exporters.opgraph import OpKind
+    from convdeploy.quant import integer_kernels as k
+    from convdeploy.quant.fixed_point import activation_range
+    from convdeploy.targets.int_reference import IntegerRunnable
+
+    torch.manual_seed(1)
+    model = OneConv3d(*GEOMETRIES[name])
+    qdq, _, batches = _export(model, (3, 4, 13, 11))
+    graph = lower_file(qdq.path)
+    assert all(len(op.weight.shape) == 4 for op in graph.ops if op.kind is OpKind.CONV)
+    conv = next(op for op in graph.ops if op.kind is OpKind.CONV)
+    values = IntegerRunnable(graph).codes(batches[1].numpy())
+    x_name, y_name = graph.ops[0].output, graph.ops[-1].inputs[0]
+    q_in, q_out = graph.quant[x_name], graph.quant[y_name]
+    # the 5-D convolution done directly: exact float64 sums of integer products
+    c = model.conv
+    w5 = torch.from_numpy(conv.weight.reshape(c.weight.shape).astype(np.float64))
+    xs = torch.from_numpy(values[x_name].astype(np.float64) - q_in.zero_point)
+    acc = torch.nn.functional.conv3d(xs, w5, stride=c.stride, padding=c.padding,
+                                     dilation=c.dilation).numpy().astype(np.int64)
+    acc += conv.bias.astype(np.int64).reshape(1, -1, 1, 1, 1)
+    low, high = activation_range("RELU", q_out.zero_point, q_out.scale, q_out.qmin, q_out.qmax)
+    want = k.requantize(acc, q_in.scale, conv.weight_scale, q_out.scale, q_out.zero_point,
+                        low, high)
+    np.testing.assert_array_equal(values[y_name], want)
+
+
+class P3DTiny(nn.Module):
+    """P3D's three block forms and a mean over (T, H, W)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from convdeploy.models.video_nets import P3D
+
+        self.net = P3D(5, widths=(8, 12, 16))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_a_p3d_net_on_litert_reference_and_hls_equals_the_integer_reference():
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    from convdeploy.exporters.tflite_export import TfliteExporter
+    from convdeploy.targets import registry
+
+    qdq, _, batches = _export(P3DTiny(), (3, 4, 12, 12))
+    x = {"input": batches[1].numpy()}
+    work = qdq.path.parent
+    runnable = registry.get("int-reference").compile(qdq, work)
+    assert any("Conv3d (1,k,k)" in r for r in runnable.details["rewritten_2d"])
+    ref = runnable(x)["output"]
+    tfl = TfliteExporter().export(qdq, work)
+    np.testing.assert_array_equal(registry.get("mobile-litert-ref").compile(tfl, work)(x)[
+        "output"], ref)
+    ort = registry.get("cpu-ort").compile(qdq, work)(x)["output"]  # the 5-D QDQ, in float
+    assert np.abs(ort - ref).max() / qdq.output_scale <= 2.0 + 1e-3
+    if shutil.which("g++"):
+        np.testing.assert_array_equal(registry.get("fpga-hls").compile(qdq, work)(x)["output"],
+                                      ref)
+
+
+def test_the_rewrite_is_exact_in_float():
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    from convdeploy.exporters.tflite_export import TfliteExporter
+    from convdeploy.targets import registry
+
+    flt, model, batches = _export(P3DTiny(), (3, 4, 12, 12), quantized=False)
+    tfl = TfliteExporter().export(flt, flt.path.parent)
+    got = registry.get("mobile-litert-ref").compile(tfl, flt.path.parent)(
+        {"input": batches[1].numpy()})["output"]
+    np.testing.assert_allclose(got, model(batches[1]).detach().numpy(), atol=2e-5, rtol=1e-5)
+
+
+def test_a_full_3d_kernel_is_refused_by_name():
+    from convdeploy.targets import registry
+
+    qdq, _, _ = _export(OneConv3d((3, 3, 3), 1, 1, 1), (3, 4, 8, 8))
+    reasons = registry.get("int-reference").check(qdq)
+    assert reasons and "3x3x3 Conv3d" in reasons[0] and "factor it" in reasons[0], reasons
+    assert registry.get("cpu-ort").check(qdq) == []  # the 5-D QDQ itself runs there
