@@ -55,9 +55,9 @@ def resolve_preprocess(data: DataConfig, loaded: LoadedModel) -> Preprocess:
     channels = len(stated) if stated else (layout[1] if layout else 3)
     mean = data.mean or (base.mean if base and len(base.mean) == channels else (0.0,) * channels)
     std = data.std or (base.std if base and len(base.std) == channels else (1.0,) * channels)
-    try:
-        return Preprocess(size=tuple(size), mean=tuple(mean), std=tuple(std),
-                          resize=data.resize if data.resize else (base.resize if base else None))
+    try:  # from the model's own (a video model keeps its frames), the overrides applied
+        return replace(base or Preprocess(), size=tuple(size), mean=tuple(mean), std=tuple(std),
+                       resize=data.resize if data.resize else (base.resize if base else None))
     except ValueError as exc:
         raise ConvdeployError(f"bad preprocessing: {exc}", fix="check --size/--mean/--std")
 

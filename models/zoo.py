@@ -9,7 +9,11 @@ from .mobilenetv2_cifar import mobilenetv2
 from .modern_cifar import MODELS as MODERN
 from .modern_cifar import weights_path as modern_weights
 from .resnet_cifar import resnet20, resnet56
+from .motion_clips import CLASSES as MOTION_CLASSES
 from .spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocess
+from .video_motion import MODELS as VIDEO_MODELS
+from .video_motion import VIDEO_PREPROCESS
+from .video_motion import weights_path as video_weights
 
 # The published CIFAR ResNet checkpoints were trained on [0,1] RGB normalised with ImageNet
 # statistics (see ../shared/README.md), not CIFAR's own.
@@ -55,3 +59,29 @@ for _name in MODERN:
         weights_hint=f"the recipe's weights: python -m convdeploy.models.modern_cifar --model "
                      f"{_name} --train ../shared/data/cifar10/train-subset (writes "
                      f"{modern_weights(_name)})")
+
+
+def _motion_defaults():
+    """Calibration and evaluation clips made from scikit-learn's two sample photographs (no
+    download): the embedded default data of the video models."""
+    from .motion_clips import MotionConfig, generate, sample_photographs
+    from .video_motion import FRAMES
+
+    photos = sample_photographs()
+    cfg = MotionConfig(frames=FRAMES)
+    return generate(photos, 256, cfg=cfg, seed=10), generate(photos, 500, cfg=cfg, seed=11)
+
+
+_VIDEO_PAPERS = {
+    "squeezetime": "SqueezeTime (Zhai et al. 2024): time folded into channels, Channel-Time "
+                   "Learning blocks, depthwise 2x2 downsampling",
+    "p3d": "P3D (Qiu et al. 2017): (1,3,3) spatial + (3,1,1) temporal Conv3d, blocks A/B/C",
+}
+for _name in VIDEO_MODELS:
+    ZOO[f"{_name}-motion"] = ModelSpec(
+        f"{_name}-motion", VIDEO_MODELS[_name][0], VIDEO_PREPROCESS, len(MOTION_CLASSES),
+        f"{_VIDEO_PAPERS[_name]}; video (N, 3, {VIDEO_PREPROCESS.frames}, 32, 32), camera-motion "
+        "clips, trained by the project's recipe", weights=video_weights(_name),
+        weights_hint=f"the recipe's weights: python -m convdeploy.models.video_motion --model "
+                     f"{_name} --train ../shared/data/cifar10/train-subset (writes "
+                     f"{video_weights(_name)})", default_data=_motion_defaults)

@@ -120,6 +120,38 @@ def test_fpga_hls_export_writes_the_project_and_the_estimate(tmp_path):
     assert "fpga-hls w8a8: estimate" in res.stdout
 
 
+def test_video_model_export_on_a_folder_of_clips(tmp_path):
+    """A P3D video model (random weights) from mp4 clips to int8 on ORT (5-D QDQ) and LiteRT
+    (the (2+1)D rewrite), both judged against the integer reference."""
+    pytest.importorskip("av", reason="PyAV is not installed (pip install 'convdeploy[video]')")
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    import numpy as np
+
+    from convdeploy.models.clips import write_clip
+    from convdeploy.models.video_motion import p3d
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "clips" / label).mkdir(parents=True)
+        for k in range(6):
+            write_clip(tmp_path / "clips" / label / f"{k}.mp4",
+                       rng.integers(0, 255, (10, 32, 32, 3), dtype=np.uint8))
+    torch.manual_seed(0)
+    torch.save(p3d().state_dict(), tmp_path / "p3d.pt")
+    out = tmp_path / "out"
+    res = cli("export", "p3d-motion", "--weights", tmp_path / "p3d.pt", "--int8", "--calib",
+              tmp_path / "clips", "--eval", tmp_path / "clips", "--targets",
+              "cpu-ort,mobile-litert", "--out", out, *FAST)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["data"]["preprocess"]["frames"] == 8
+    rows = {(r["target"], r["scheme"]): r for r in report["results"]}
+    assert rows[("int-reference", "w8a8")]["runtime"]["rewritten_2d"]
+    assert rows[("mobile-litert", "w8a8")]["runtime"]["rewritten_2d"]
+    assert rows[("cpu-ort", "w8a8")]["max_lsb_vs_int_reference"] <= 2
+    assert rows[("mobile-litert", "w8a8")]["max_lsb_vs_int_reference"] <= 2
+
+
 def test_debug_shows_the_traceback(tmp_path):
     res = cli("--debug", "export", "no-such-model", "--out", tmp_path / "o")
     assert res.returncode != 0 and "Traceback" in res.stderr

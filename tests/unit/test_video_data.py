@@ -129,3 +129,15 @@ def test_video_nets_take_n_c_t_h_w(name):
     if name == "SqueezeTime":  # time folded into channels as c * T + t
         folded = x.reshape(2, 24, 32, 32)
         assert torch.equal(folded[:, 1 * 8 + 3], x[:, 1, 3])
+
+
+def test_the_single_frame_baseline_sees_one_frame_repeated():
+    from convdeploy.models.video_motion import single_frame
+
+    x = torch.arange(2 * 3 * 4 * 2 * 2, dtype=torch.float32).reshape(2, 3, 4, 2, 2)
+    y = single_frame(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape
+    for n in range(2):
+        frame = y[n, :, 0]
+        assert all(torch.equal(y[n, :, t], frame) for t in range(4))
+        assert any(torch.equal(frame, x[n, :, t]) for t in range(4))
