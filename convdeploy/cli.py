@@ -270,6 +270,25 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_video_demo(args: argparse.Namespace) -> int:
+    from .video_demo import VideoDemoConfig, run_demo
+
+    try:
+        cfg = VideoDemoConfig(clip=args.clip, model=args.model, weights=args.weights,
+                              target=args.target, hop=args.hop, threads=args.threads,
+                              out=args.out, overwrite=args.overwrite,
+                              max_windows=args.max_windows)
+    except ValueError as exc:
+        raise ConvdeployError(f"bad option: {exc}", fix="see `convdeploy video-demo --help`")
+    s = run_demo(cfg)
+    print(f"{s['model']} on {s['target']}: {s['windows']} windows of {s['source']}; float/int8 "
+          f"agreement {s['agreement']:.1%}; int8 {s['int8_ms_median']:.2f} ms median, "
+          f"{s['int8_ms_p90']:.2f} ms p90 per window ({s['int8_clips_per_s']:.1f} clips/s "
+          f"sustained); float {s['float_ms_median']:.2f} ms ({s['float_runs_on']})")
+    print(f"wrote {args.out}/demo.mp4, demo.gif, demo.html, demo.json")
+    return 0
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
     from convdeploy.targets import registry
 
@@ -398,6 +417,20 @@ def build_parser() -> argparse.ArgumentParser:
                                          "targets, threads and batch sizes (resumable)")
     _add_audit_args(audit)
     audit.set_defaults(func=cmd_audit)
+    demo = sub.add_parser("video-demo", help="sliding-window int8 video inference on a "
+                                             "mobile target beside the float model: annotated "
+                                             "mp4, GIF, HTML")
+    demo.add_argument("clip", nargs="?", type=Path,
+                      help="a video file (default: a clip generated from scikit-learn's photos)")
+    demo.add_argument("--model", default="p3d-motion", help="a video model of the zoo")
+    demo.add_argument("--weights", help="its checkpoint (default: the shipped demo weights)")
+    demo.add_argument("--target", default="mobile-litert")
+    demo.add_argument("--hop", type=int, default=4, help="frames between windows")
+    demo.add_argument("--threads", type=int, default=2)
+    demo.add_argument("--max-windows", type=int)
+    demo.add_argument("--out", type=Path, default=Path("video-demo"))
+    demo.add_argument("--overwrite", action="store_true")
+    demo.set_defaults(func=cmd_video_demo)
     targets = sub.add_parser("targets", help="list targets and whether each can run here; "
                                              "with --model, what each cannot run of it")
     targets.add_argument("--model", help="zoo name, package.module:factory, or a .pt2 file")

@@ -152,6 +152,38 @@ def test_video_model_export_on_a_folder_of_clips(tmp_path):
     assert rows[("mobile-litert", "w8a8")]["max_lsb_vs_int_reference"] <= 2
 
 
+def test_video_demo_writes_mp4_gif_and_html(tmp_path):
+    """The demo on its generated clip (P3D with random weights: the outputs and the agreement
+    line, not accuracy), the page opened in headless Chromium."""
+    pytest.importorskip("av", reason="PyAV is not installed (pip install 'convdeploy[video]')")
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    import shutil
+
+    from convdeploy.models.video_motion import p3d
+
+    torch.manual_seed(0)
+    torch.save(p3d().state_dict(), tmp_path / "p3d.pt")
+    out = tmp_path / "demo"
+    res = cli("video-demo", "--weights", tmp_path / "p3d.pt", "--max-windows", "6", "--out", out)
+    assert res.returncode == 0, res.stderr
+    assert "float/int8 agreement" in res.stdout and "clips/s" in res.stdout
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["windows"] == 6 and summary["target"] == "mobile-litert"
+    for name in ("demo.mp4", "demo.gif", "demo.html"):
+        assert (out / name).stat().st_size > 1000, name
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install chromium): no screenshot")
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                    f"--screenshot={shot}", "--window-size=1000,900",
+                    (out / "demo.html").as_uri()], capture_output=True, timeout=120)
+    assert shot.stat().st_size > 10_000
+    res = cli("video-demo", "--model", "digits-convnet", "--out", tmp_path / "x")
+    assert res.returncode == 2 and "not a video model" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "x").exists()
+
+
 def test_debug_shows_the_traceback(tmp_path):
     res = cli("--debug", "export", "no-such-model", "--out", tmp_path / "o")
     assert res.returncode != 0 and "Traceback" in res.stderr
