@@ -278,3 +278,55 @@ def test_generated_project_compiles_without_warnings(tmp_path):
                            "-Wno-unused-parameter", "-c", "firmware/model_top.cpp", "-o",
                            "top.o"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_trace_names_the_first_layer_that_diverges():
+    """A weight changed in the generated C++ (as a wrong kernel would): the testbench fails and
+    the per-layer trace names that layer, not a later one."""
+    from convdeploy.targets import registry
+    from convdeploy.targets.fpga_hls import HlsRunnable, first_divergence, run_testbench
+    from tests.artifacts import tiny_artifacts
+
+    _, qdq = tiny_artifacts()
+    work = Path(tempfile.mkdtemp(prefix="convdeploy-trace-")) / "work"
+    work.mkdir(parents=True)
+    hls = registry.get("fpga-hls").compile(qdq, work)
+    layer = next(layer for layer in hls.project.layers if layer.op.kind.name == "CONV"
+                 and layer.index > 0)
+    header = hls.project.path / "firmware" / "weights" / f"{layer.ident}.h"
+    text = header.read_text()
+    start = text.index("= {\n    ") + len("= {\n    ")
+    end = text.index(",", start)
+    header.write_text(text[:start] + str(int(text[start:end]) // 2 + 3) + text[end:])
+    library, testbench, _ = _rebuild(hls.project.path)
+    assert run_testbench(testbench).returncode == 1
+    fresh = library.with_name("libbroken.so")  # dlopen would reuse the loaded library's path
+    shutil.copy(library, fresh)
+    broken = HlsRunnable(hls.graph, hls.project, fresh)
+    ref = registry.get("int-reference").compile(qdq, work)
+    x = np.random.default_rng(0).standard_normal((2, *qdq.input_shape)).astype(np.float32)
+    where = first_divergence(broken, ref, broken.input_codes(x))
+    assert where and where.startswith(f"layer {layer.index} "), where
+
+
+def test_a_csynth_report_fills_the_synthesis_fields(tmp_path):
+    from convdeploy.exporters.hls_scripts import CSYNTH, parse_csynth, synthesis_results
+
+    assert synthesis_results(tmp_path)["status"] == "not run"
+    report = tmp_path / CSYNTH
+    report.parent.mkdir(parents=True)
+    report.write_text("""<?xml version="1.0"?><profile>
+<UserAssignments><Part>xczu3eg-sbva484-1-e</Part><TargetClockPeriod>5.00</TargetClockPeriod>
+</UserAssignments><PerformanceEstimates><SummaryOfTimingAnalysis>
+<EstimatedClockPeriod>4.12</EstimatedClockPeriod></SummaryOfTimingAnalysis>
+<SummaryOfOverallLatency><Worst-caseLatency>123456</Worst-caseLatency>
+<Interval-max>120000</Interval-max></SummaryOfOverallLatency></PerformanceEstimates>
+<AreaEstimates><Resources><BRAM_18K>200</BRAM_18K><DSP>300</DSP><FF>40000</FF>
+<LUT>50000</LUT><URAM>0</URAM></Resources><AvailableResources><BRAM_18K>432</BRAM_18K>
+<DSP>360</DSP><FF>141120</FF><LUT>70560</LUT><URAM>0</URAM></AvailableResources>
+</AreaEstimates></profile>""")
+    got = synthesis_results(tmp_path)
+    assert got == parse_csynth(report)
+    assert got["status"] == "csynth report" and got["estimated_clock_ns"] == 4.12
+    assert got["latency_cycles_worst"] == 123456 and got["resources"]["dsp"] == 300
+    assert got["available"]["bram_18k"] == 432
