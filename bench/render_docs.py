@@ -228,12 +228,9 @@ def cpu_int8_section() -> list[str]:
                 f"{v['ort_static_int8_over_float']:.2f})" for t, v in ratio.items()) + ".", ""]
 
 
-def modern_convnets_section() -> list[str]:
-    """bench/modern_convnets.py: every zoo model x scheme x target, with its float islands."""
-    data = _load("modern_convnets.json")
-    if data is None:
-        return ["Not run yet: train the zoo models (`python -m convdeploy.models.modern_cifar "
-                "--model NAME --train ...`), then `python bench/modern_convnets.py`.", ""]
+def _spec_audit(data: dict, header: list[str], extra) -> list[str]:
+    """An audit-backed benchmark's tables, one per model: accuracy, agreement, LSB distance
+    and the columns ``extra(group of cells, first cell)`` adds."""
     bench = data.get("benchmark", {})
     lines = [f"Spec `{bench.get('spec')}`, full test split unless noted"
              + (f" (eval limit {bench['eval_limit']})" if bench.get("eval_limit") else "")
@@ -249,20 +246,58 @@ def modern_convnets_section() -> list[str]:
             group = [c for c in mine if (c["scheme"], c["target"]) == key]
             first = group[0]
             if first.get("status") != "ok":
-                rows.append([*key, "not run: " + str(first.get("reason", ""))[:90]] + ["-"] * 6)
+                rows.append([*key, "not run: " + str(first.get("reason", ""))[:90]]
+                            + ["-"] * (len(header) - 3))
                 continue
-            ratio = {c.get("batch_size"): c.get("speedup_vs_float") for c in group}
-            islands = (first.get("runtime") or {}).get("float_islands")
             rows.append([*key, _pct(first.get("accuracy")), _pct(first.get("top1_agreement")),
-                         _num(first.get("sqnr_db"), 1), _num(first.get("max_lsb_vs_int_reference"), 0),
-                         "native (QDQ)" if islands is None else str(len(islands)),
-                         _num(ratio.get(1), 2), _num(ratio.get(32), 2)])
-        lines += [f"**{model}**", ""]
-        lines += _table(["scheme", "target", "accuracy", "top-1 agreement", "SQNR dB",
-                         "max LSB vs int-ref", "float islands", "float/int8 time, batch 1",
-                         "batch 32"], rows)
-        lines.append("")
+                         _num(first.get("sqnr_db"), 1),
+                         _num(first.get("max_lsb_vs_int_reference"), 0), *extra(group, first)])
+        lines += [f"**{model}**", "", *_table(header, rows), ""]
     return lines
+
+
+_AUDIT_COLUMNS = ["scheme", "target", "accuracy", "top-1 agreement", "SQNR dB",
+                  "max LSB vs int-ref"]
+
+
+def modern_convnets_section() -> list[str]:
+    """bench/modern_convnets.py: every zoo model x scheme x target, with its float islands."""
+    data = _load("modern_convnets.json")
+    if data is None:
+        return ["Not run yet: train the zoo models (`python -m convdeploy.models.modern_cifar "
+                "--model NAME --train ...`), then `python bench/modern_convnets.py`.", ""]
+
+    def extra(group, first):
+        ratio = {c.get("batch_size"): c.get("speedup_vs_float") for c in group}
+        islands = (first.get("runtime") or {}).get("float_islands")
+        return ["native (QDQ)" if islands is None else str(len(islands)),
+                _num(ratio.get(1), 2), _num(ratio.get(32), 2)]
+    return _spec_audit(data, [*_AUDIT_COLUMNS, "float islands", "float/int8 time, batch 1",
+                              "batch 32"], extra)
+
+
+def video_section() -> list[str]:
+    """bench/video.py: the video zoo x scheme x target; the single-frame baselines."""
+    data = _load("video.json")
+    if data is None:
+        return ["Not run yet: train the video models (`python -m convdeploy.models.video_motion "
+                "--model NAME --train ... --eval ...`), then `python bench/video.py`.", ""]
+
+    def extra(group, first):
+        ratio = {c.get("threads"): c.get("speedup_vs_float") for c in group}
+        ms = {c.get("threads"): (c.get("latency_ms") or {}).get("batch1_median") for c in group}
+        rewritten = (first.get("runtime") or {}).get("rewritten_2d")
+        return ["5-D (QDQ)" if rewritten is None else f"2-D ({len(rewritten)} rewritten)",
+                _num(ms.get(1), 2), _num(ms.get(2), 2), _num(ratio.get(1), 2),
+                _num(ratio.get(2), 2)]
+    lines = _spec_audit(data, [*_AUDIT_COLUMNS, "form", "ms/clip 1 thread", "2 threads",
+                               "float/int8 time, 1 thread", "2 threads"], extra)
+    for model, runs in data.get("single_frame_baseline", {}).items():
+        if "model" in runs and "single_frame" in runs:
+            lines.append(f"- {model}: recipe's float model {_pct(runs['model']['test_accuracy'])}"
+                         f", single-frame baseline {_pct(runs['single_frame']['test_accuracy'])} "
+                         f"(chance {_pct(runs['single_frame']['chance'])}).")
+    return lines + [""]
 
 
 def gpu_section() -> list[str]:
@@ -437,6 +472,7 @@ def benchmarks_page() -> str:
               *mobile_dsp_section("mobile_dsp_resnet20.json", "ResNet-20"),
               *mobile_dsp_section("mobile_dsp_mobilenetv2.json", "MobileNetV2"),
               "## CPU int8", "", *cpu_int8_section(),
+              "## Video models on every target (`bench/video.py`)", "", *video_section(),
               "## GPU: int8 Triton kernels and PyTorch CUDA (`bench/gpu.py`)", "",
               *gpu_section(),
               "## FPGA: generated HLS C++ (`bench/fpga.py`)", "", *fpga_section()]
