@@ -202,10 +202,20 @@ def _write_outputs(stage: Path, display, rows, pre, fps, summary) -> None:
             current[f] = row
     annotated = np.stack([_annotate(f, r) for f, r in zip(display, current)])
     write_clip(stage / "demo.mp4", annotated, fps=max(1, round(fps)))
-    step = max(1, len(annotated) // 120)
-    write_clip(stage / "demo.gif", annotated[::step], fps=max(1, round(fps / step)))
+    step = max(1, len(annotated) // 80)  # a preview: at most ~80 frames, 240 px wide
+    write_clip(stage / "demo.gif", _shrink(annotated[::step], 240), fps=max(1, round(fps / step)))
     write_text_atomic(stage / "demo.json", json.dumps(summary, indent=2) + "\n")
     write_text_atomic(stage / "demo.html", _html(summary, _plot(rows)))
+
+
+def _shrink(frames: np.ndarray, width: int) -> np.ndarray:
+    from PIL import Image
+
+    if frames.shape[2] <= width:
+        return frames
+    height = round(frames.shape[1] * width / frames.shape[2]) // 2 * 2
+    return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR))
+                     for f in frames])
 
 
 def _plot(rows) -> str:
