@@ -129,7 +129,8 @@ def evaluate_on_target(target: Target, artifact: Artifact, cfg: DeployConfig, wo
     ("float", and "sim" for quantized artifacts) and time it: one report row and the logits."""
     m = cfg.measure
     t0 = time.perf_counter()
-    runnable = target.compile(artifact, workdir, options=RuntimeOptions(m.threads))
+    runnable = target.compile(artifact, workdir, options=RuntimeOptions(
+        m.threads, keep_dir=Path(workdir).parent))
     logits = check.run_dataset(runnable, eval_set, preprocess, batch_size=m.eval_batch_size,
                                input_name=artifact.input_name, output_name=artifact.output_name,
                                label=f"{target.name} {artifact.precision}",

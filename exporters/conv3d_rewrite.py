@@ -14,9 +14,13 @@ without arithmetic, so the rewritten graph computes every output code the 5-D op
   (N, C', T', H, W) (pure reshapes in both layouts);
 - a mean over (T, H, W): (N, C, T * H, W), the spatial MEAN (the count is T * H * W either way).
 
-A convolution with both a temporal and a spatial extent (k x k x k) is refused by name: factor
-it into (2+1)D (P3D's form) or keep it on the targets that run 5-D QDQ (cpu-ort, cpu-openvino,
-dsp-qnn-htp).
+- a full (kt, kh, kw) convolution as a sum over its temporal taps: for each output frame the kt
+  input frames it reads are stacked along channels (PAD in time, one STRIDED_SLICE per tap,
+  CONCATENATION), then one (1, kh, kw) convolution as above with the weights reordered to
+  (O, kt * C, kh, kw): the same sum of products, requantized once (kt times the input memory).
+
+A grouped full 3-D convolution is refused by name: factor it into (2+1)D (P3D's form) or keep it
+on the targets that run 5-D QDQ (cpu-ort, cpu-openvino, dsp-qnn-htp).
 """
 from __future__ import annotations
 
@@ -63,15 +67,49 @@ def conv3d(lowerer: Any, node: Any, src: str, out: str, act: Activation, weight:
                                             "rewritten_from": "Conv3d (kt,1,1)"}))
         lowerer.ops.append(Op(OpKind.RESHAPE, (tmp_out,), out, f"{node.name}.from_time_rows",
                               attrs={"sample_shape": (o, t_out, h, w)}))
+    elif group == 1:
+        taps = _temporal_taps(lowerer, node, src, out, weight, (c, t, h, w), kt, st, dt,
+                              (pads[0], pads[3]))
+        _spatial(lowerer, node, taps, out, act, weight.transpose(0, 2, 1, 3, 4).reshape(
+            o, kt * c, kh, kw), scale, bias, (sh, sw), (dh, dw),
+            (pads[1], pads[2], pads[4], pads[5]), 1,
+            (kt * c, (t + pads[0] + pads[3] - dt * (kt - 1) - 1) // st + 1, h, w), o,
+            form="Conv3d (kt,k,k) as temporal taps")
     else:
         raise LoweringError(
-            f"{node.name}: a {kt}x{kh}x{kw} Conv3d (strides {st},{sh},{sw}) has no exact 2-D "
-            "form here: factor it into (1,k,k) and (k,1,1) convolutions (P3D), or run the 5-D "
-            "model on cpu-ort, cpu-openvino or dsp-qnn-htp")
+            f"{node.name}: a grouped {kt}x{kh}x{kw} Conv3d has no exact 2-D form here: factor "
+            "it into (1,k,k) and (k,1,1) convolutions (P3D), or run the 5-D model on cpu-ort, "
+            "cpu-openvino or dsp-qnn-htp")
+
+
+def _temporal_taps(lowerer, node, src, out, weight, dims, kt, st, dt, time_pads) -> str:
+    """(N, C, T, H, W) -> (N, kt * C, T', H, W): for each output frame, the kt input frames
+    its kernel reads, stacked along channels (tap-major), so that one (1, kh, kw) convolution
+    sums over every (tap, channel, row, column): the 3-D sum, requantized once."""
+    c, t, h, w = dims
+    begin, end = time_pads
+    x = src
+    if begin or end:
+        x = _new(lowerer, f"{out}.time_padded", src)
+        lowerer.ops.append(Op(OpKind.PAD, (src,), x, f"{node.name}.pad_time",
+                              attrs={"pads": [0, 0, begin, 0, 0, 0, 0, end, 0, 0]}))
+    t_out = (t + begin + end - dt * (kt - 1) - 1) // st + 1
+    taps = []
+    for tap in range(kt):
+        frames = _new(lowerer, f"{out}.tap{tap}", src)
+        lowerer.ops.append(Op(OpKind.STRIDED_SLICE, (x,), frames, f"{node.name}.tap{tap}",
+                              attrs={"starts": [tap * dt], "ends": [tap * dt + (t_out - 1) * st
+                                                                    + 1],
+                                     "axes": [2], "steps": [st]}))
+        taps.append(frames)
+    stacked = _new(lowerer, f"{out}.taps", src)
+    lowerer.ops.append(Op(OpKind.CONCATENATION, tuple(taps), stacked, f"{node.name}.stack_taps",
+                          attrs={"axis": 1}))
+    return stacked
 
 
 def _spatial(lowerer, node, src, out, act, weight, scale, bias, strides, dilations, pads,
-             group, dims, o) -> None:
+             group, dims, o, form: str = "Conv3d (1,k,k)") -> None:
     c, t, h, w = dims
     sh, sw = strides
     dh, dw = dilations
@@ -94,7 +132,7 @@ def _spatial(lowerer, node, src, out, act, weight, scale, bias, strides, dilatio
     lowerer.ops.append(Op(OpKind.CONV, (stacked,), conv, node.name, act, weight, scale, bias,
                           {"strides": (sh, sw), "pads": (0, left, 0, right),
                            "dilations": (dh, dw), "groups": group,
-                           "rewritten_from": "Conv3d (1,k,k)"}))
+                           "rewritten_from": form}))
     per_frame = hp // sh
     y = conv
     if produced != t * per_frame:  # the last frame's straddling rows were never computed

@@ -661,16 +661,18 @@ BRIDGE = f"""// C-simulation bridge (not synthesised): whole batches through the
 
 using namespace {NAMESPACE};
 
+#define CD_EXPORT __attribute__((visibility("default")))
+
 extern "C" {{
-int cd_input_size() {{ return N_INPUT; }}
-int cd_output_size() {{ return N_OUTPUT; }}
-int cd_run(const void* in, void* out, int n, int threads) {{
+CD_EXPORT int cd_input_size() {{ return N_INPUT; }}
+CD_EXPORT int cd_output_size() {{ return N_OUTPUT; }}
+CD_EXPORT int cd_run(const void* in, void* out, int n, int threads) {{
   const input_t* x = static_cast<const input_t*>(in);
   output_t* y = static_cast<output_t*>(out);
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int i = 0; i < n; ++i) {TOP}(x + (long)i * N_INPUT, y + (long)i * N_OUTPUT);
   return 0;
 }}
-void cd_set_trace(void (*hook)(int, const void*, int)) {{ trace_hook = hook; }}
+CD_EXPORT void cd_set_trace(void (*hook)(int, const void*, int)) {{ trace_hook = hook; }}
 }}
 """

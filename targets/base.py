@@ -17,6 +17,9 @@ class RuntimeOptions:
     """How a runtime is set up for a run (recorded in the report)."""
 
     threads: int = 1
+    # where a target may leave files the user keeps (the run's output folder: fpga-hls writes
+    # its project there); None: inside the compile's work folder
+    keep_dir: Path | None = None
 
 
 class Runnable(Protocol):

@@ -11,6 +11,7 @@ on a mismatch the per-op trace names the first layer that diverges. Synthesis sc
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import shutil
 import subprocess
 import time
@@ -28,6 +29,11 @@ from .base import RuntimeOptions, TargetBase
 
 CXX_FLAGS = ("-std=c++17", "-O2", "-fopenmp", "-Wall", "-Wno-unused-variable",
              "-Wno-unknown-pragmas", "-Wno-unused-label")
+# Every generated library defines the same names (convdeploy_model::l0_..._config, ...): two
+# models loaded in one process must not share any of them. GCC makes template statics
+# STB_GNU_UNIQUE (merged across libraries even with RTLD_LOCAL) and exports everything by
+# default, so the library hides all but its C entry points and binds its own symbols.
+LIBRARY_FLAGS = ("-fPIC", "-fno-gnu-unique", "-fvisibility=hidden", "-fvisibility-inlines-hidden")
 TESTBENCH_SAMPLES = 16
 
 
@@ -60,9 +66,9 @@ def build(project: Path, *, defines: tuple[str, ...] = (), include: tuple[Path, 
     obj.parent.mkdir(exist_ok=True)
     lib = project / "build" / "libmodel.so"
     tb = project / "build" / "testbench"
-    steps = [[cxx, *flags, "-fPIC", "-c", str(top), "-o", str(obj)],
-             [cxx, *flags, "-fPIC", "-shared", str(project / "bridge.cpp"), str(obj), "-o",
-              str(lib)],
+    steps = [[cxx, *flags, *LIBRARY_FLAGS, "-c", str(top), "-o", str(obj)],
+             [cxx, *flags, *LIBRARY_FLAGS, "-shared", "-Wl,-Bsymbolic",
+              str(project / "bridge.cpp"), str(obj), "-o", str(lib)],
              [cxx, *flags, str(project / "tb" / "testbench.cpp"), str(obj), "-o", str(tb)]]
     for cmd in steps:  # argument lists, no shell: nothing from the model reaches a shell
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
@@ -71,7 +77,12 @@ def build(project: Path, *, defines: tuple[str, ...] = (), include: tuple[Path, 
             raise ConvdeployError(f"g++ failed on the generated project {project}: "
                                   f"{done.stderr.strip()[-2000:]}",
                                   fix="report this with the project folder attached")
-    return lib, tb, time.perf_counter() - t0
+    # named by its content: dlopen hands back an already-loaded library for a known path, so
+    # a rebuilt project must not reuse its predecessor's file name in the same process
+    digest = hashlib.sha256(lib.read_bytes()).hexdigest()[:16]
+    named = lib.with_name(f"libmodel-{digest}.so")
+    lib.replace(named)
+    return named, tb, time.perf_counter() - t0
 
 
 @dataclass
@@ -201,8 +212,8 @@ class FpgaHlsTarget(TargetBase):
         from .int_reference import IntegerRunnable
 
         graph = lower_file(artifact.path)
-        stem = Path(artifact.path).stem
-        project_dir = Path(workdir).parent / "fpga-hls" / stem
+        keep = Path(options.keep_dir or workdir)
+        project_dir = keep / "fpga-hls" / Path(artifact.path).stem
         t0 = time.perf_counter()
         estimate = hls_estimate.estimate(graph, self.config)
         project = write_project(graph, project_dir, config=self.config,
@@ -221,7 +232,7 @@ class FpgaHlsTarget(TargetBase):
                                   fix="report this with the project folder attached")
         runnable.details.update({
             "runtime": f"g++ C-simulation ({' '.join(CXX_FLAGS[:2])}, OpenMP)",
-            "project": str(project_dir.relative_to(Path(workdir).parent)),
+            "project": str(project_dir.relative_to(keep)),
             "layers": len(project.layers), "rewritten_2d": graph.rewrites(),
             "generate_seconds": round(generate_s, 2),
             "compile_seconds": round(compile_s, 2),

@@ -19,6 +19,8 @@ GEOMETRIES = {  # (kernel, stride, padding, dilation) of one Conv3d, input (3, 4
     "temporal-3": ((3, 1, 1), 1, (1, 0, 0), 1),
     "temporal-2-stride2": ((2, 1, 1), (2, 1, 1), 0, 1),
     "pointwise-stride2": ((1, 1, 1), (1, 2, 2), 0, 1),
+    "full-3x3x3": ((3, 3, 3), 1, 1, 1),
+    "full-3x3x3-strided-dilated": ((3, 3, 3), (2, 2, 1), (2, 1, 1), (2, 1, 1)),
 }
 
 
@@ -58,12 +60,16 @@ def test_rewritten_conv3d_equals_a_direct_5d_integer_convolution(name):
     graph = lower_file(qdq.path)
     assert all(len(op.weight.shape) == 4 for op in graph.ops if op.kind is OpKind.CONV)
     conv = next(op for op in graph.ops if op.kind is OpKind.CONV)
+    c = model.conv
+    codes = conv.weight.reshape(6, -1, *c.kernel_size[1:])
+    if c.kernel_size[0] > 1 and max(c.kernel_size[1:]) > 1:  # the taps' weight order undone
+        codes = codes.reshape(6, c.kernel_size[0], 3, *c.kernel_size[1:]).transpose(0, 2, 1, 3,
+                                                                                     4)
     values = IntegerRunnable(graph).codes(batches[1].numpy())
     x_name, y_name = graph.ops[0].output, graph.ops[-1].inputs[0]
     q_in, q_out = graph.quant[x_name], graph.quant[y_name]
     # the 5-D convolution done directly: exact float64 sums of integer products
-    c = model.conv
-    w5 = torch.from_numpy(conv.weight.reshape(c.weight.shape).astype(np.float64))
+    w5 = torch.from_numpy(np.ascontiguousarray(codes).reshape(c.weight.shape).astype(np.float64))
     xs = torch.from_numpy(values[x_name].astype(np.float64) - q_in.zero_point)
     acc = torch.nn.functional.conv3d(xs, w5, stride=c.stride, padding=c.padding,
                                      dilation=c.dilation).numpy().astype(np.int64)
@@ -87,16 +93,19 @@ class P3DTiny(nn.Module):
         return self.net(x)
 
 
-def test_a_p3d_net_on_litert_reference_and_hls_equals_the_integer_reference():
+@pytest.mark.parametrize("name", ["p3d", "full-3x3x3"])
+def test_litert_reference_and_hls_equal_the_integer_reference(name):
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
     from convdeploy.exporters.tflite_export import TfliteExporter
     from convdeploy.targets import registry
 
-    qdq, _, batches = _export(P3DTiny(), (3, 4, 12, 12))
+    model = P3DTiny() if name == "p3d" else OneConv3d(*GEOMETRIES["full-3x3x3-strided-dilated"])
+    qdq, _, batches = _export(model, (3, 4, 12, 12))
     x = {"input": batches[1].numpy()}
     work = qdq.path.parent
     runnable = registry.get("int-reference").compile(qdq, work)
-    assert any("Conv3d (1,k,k)" in r for r in runnable.details["rewritten_2d"])
+    form = "Conv3d (1,k,k)" if name == "p3d" else "temporal taps"
+    assert any(form in r for r in runnable.details["rewritten_2d"])
     ref = runnable(x)["output"]
     tfl = TfliteExporter().export(qdq, work)
     np.testing.assert_array_equal(registry.get("mobile-litert-ref").compile(tfl, work)(x)[
@@ -120,10 +129,20 @@ def test_the_rewrite_is_exact_in_float():
     np.testing.assert_allclose(got, model(batches[1]).detach().numpy(), atol=2e-5, rtol=1e-5)
 
 
-def test_a_full_3d_kernel_is_refused_by_name():
+class Grouped3d(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(3, 6, 3, padding=1, groups=3)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_a_grouped_full_3d_kernel_is_refused_by_name():
     from convdeploy.targets import registry
 
-    qdq, _, _ = _export(OneConv3d((3, 3, 3), 1, 1, 1), (3, 4, 8, 8))
+    qdq, _, _ = _export(Grouped3d(), (3, 4, 8, 8))
     reasons = registry.get("int-reference").check(qdq)
-    assert reasons and "3x3x3 Conv3d" in reasons[0] and "factor it" in reasons[0], reasons
+    assert reasons and "grouped 3x3x3 Conv3d" in reasons[0] and "factor it" in reasons[0], \
+        reasons
     assert registry.get("cpu-ort").check(qdq) == []  # the 5-D QDQ itself runs there
