@@ -46,8 +46,18 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], int]] = {"squeezetime": (squeez
                                                          "p3d": (p3d, 12)}
 
 
+# the recipe's P3D, shipped for the video demo (test accuracy in the .json beside it)
+SHIPPED = {"p3d": Path(__file__).parent / "weights" / "p3d-motion.pt"}
+
+
 def weights_path(name: str) -> Path:
+    """Where the recipe writes (and the zoo reads) a model's weights."""
     return CACHE / f"{name}-motion.pt"
+
+
+def zoo_weights(name: str) -> Path:
+    """The weights the zoo loads by default: the shipped file, else the recipe's output."""
+    return SHIPPED.get(name, weights_path(name))
 
 
 def motion_set(source: Path, clips: int, seed: int):

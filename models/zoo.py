@@ -14,6 +14,7 @@ from .spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocess
 from .video_motion import MODELS as VIDEO_MODELS
 from .video_motion import VIDEO_PREPROCESS
 from .video_motion import weights_path as video_weights
+from .video_motion import zoo_weights as video_zoo_weights
 
 # The published CIFAR ResNet checkpoints were trained on [0,1] RGB normalised with ImageNet
 # statistics (see ../shared/README.md), not CIFAR's own.
@@ -81,7 +82,7 @@ for _name in VIDEO_MODELS:
     ZOO[f"{_name}-motion"] = ModelSpec(
         f"{_name}-motion", VIDEO_MODELS[_name][0], VIDEO_PREPROCESS, len(MOTION_CLASSES),
         f"{_VIDEO_PAPERS[_name]}; video (N, 3, {VIDEO_PREPROCESS.frames}, 32, 32), camera-motion "
-        "clips, trained by the project's recipe", weights=video_weights(_name),
+        "clips, trained by the project's recipe", weights=video_zoo_weights(_name),
         weights_hint=f"the recipe's weights: python -m convdeploy.models.video_motion --model "
                      f"{_name} --train ../shared/data/cifar10/train-subset (writes "
                      f"{video_weights(_name)})", default_data=_motion_defaults)
