@@ -379,8 +379,10 @@ def fpga_section() -> list[str]:
     lines = [f"{machine(env)}; {data['compiler']}; convdeploy {data['revision']}. C-simulation "
              "of the generated HLS C++ (g++ -std=c++17 -O2, OpenMP over samples) on the full "
              "CIFAR-10 test split; \"equal\": output codes equal to the integer reference's "
-             "(same QDQ file). Estimate: analytical (hls4ml/FINN-R models), not synthesis; "
-             "the folding is the fastest that fits the part.", ""]
+             "(same QDQ file). Estimate: analytical (hls4ml/FINN-R models), not synthesis, "
+             "io_stream; the folding is the fastest that fits the part, or, where nothing fits, "
+             "the fully folded design (ReuseFactor = MACs per pixel) and by how much it misses.",
+             ""]
     rows = []
     for name, schemes in data["models"].items():
         for scheme, m in schemes.items():
@@ -393,11 +395,12 @@ def fpga_section() -> list[str]:
                          f"{t['dsp']} ({100 * u['dsp']:.0f}%)",
                          f"{t['lut']:,} ({100 * u['lut']:.0f}%)",
                          f"{t['bram18']} ({100 * u['bram18']:.0f}%)", f"{t['multipliers']:,}",
-                         f"{e['fps']:,.1f}", f"{e['latency_ms']:.2f}"])
+                         "yes" if e["fits"] else "**no**", f"{e['fps']:,.1f}",
+                         f"{e['latency_ms']:.2f}"])
     return lines + _table(["model", "scheme", "equal to int-reference", "accuracy",
                            f"C-sim images/s ({data['environment'].get('threads')} threads)",
                            "generate + compile s", "part", "DSP", "LUT", "BRAM18",
-                           "multipliers", "est. fps", "est. latency ms"], rows) + [""]
+                           "multipliers", "fits", "est. fps", "est. latency ms"], rows) + [""]
 
 
 def fpga_summary() -> list[str]:
@@ -408,8 +411,12 @@ def fpga_summary() -> list[str]:
     for name, schemes in data["models"].items():
         for scheme, m in schemes.items():
             e = m["estimate"]
+            u = e["utilisation"]
+            fit = (f"estimate {e['fps']:,.0f} fps on {e['board']}" if e["fits"] else
+                   f"does not fit {e['board']} (DSP {100 * u['dsp']:.0f}%, BRAM "
+                   f"{100 * u['bram18']:.0f}%)")
             parts.append(f"{name} {scheme}: {m['outputs_equal']:,} of {m['outputs']:,} codes "
-                         f"equal, estimate {e['fps']:,.0f} fps on {e['board']}")
+                         f"equal, {fit}")
     return ["- FPGA (`bench/fpga.py`, generated HLS C++ in g++ C-simulation, full test split): "
             + "; ".join(parts) + ".", ""]
 
