@@ -421,6 +421,20 @@ def fpga_summary() -> list[str]:
             + "; ".join(parts) + ".", ""]
 
 
+def video_demo_summary() -> list[str]:
+    """bench/video_demo.py: the demo on a real clip, one README line."""
+    data = _load("video_demo.json")
+    if not data or data["clip"].get("returncode") != 0:
+        return []
+    c, d = data["clip"], data["default"]
+    return [f"- Video demo (`bench/video_demo.py`, {machine(data['environment']).split(';')[0]}): "
+            f"{c['model']} int8 on {c['target']}, {c['source']} ({c['windows']} windows): "
+            f"float/int8 agreement {c['agreement']:.1%}, int8 {c['int8_ms_median']:.2f} ms "
+            f"median per window vs float {c['float_ms_median']:.2f} ms; the no-argument demo "
+            f"took {d['seconds']:.0f} s{'; ' + data['note'] if data.get('note') else ''}. Page: "
+            "[bench/results/video_demo.png](bench/results/video_demo.png).", ""]
+
+
 def _layer_rows(layers: list[dict], batch: int) -> list[str]:
     """im2win vs implicit GEMM per distinct dense-convolution shape (repeated layers: median)."""
     groups: dict[tuple, list[dict]] = {}
@@ -523,6 +537,7 @@ def readme_block() -> str:
                   "bit-identical logits, equal to LiteRT's reference kernels.", ""]
     lines += gpu_summary()
     lines += fpga_summary()
+    lines += video_demo_summary()
     lines += ["Every table, with its machine: [docs/benchmarks.md](docs/benchmarks.md).", END]
     return "\n".join(lines)
 
