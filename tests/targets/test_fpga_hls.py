@@ -271,8 +271,20 @@ def test_generated_project_compiles_without_warnings(tmp_path):
     from convdeploy.exporters.lowering import lower_file
     from tests.artifacts import tiny_artifacts
 
+    from convdeploy.exporters.hls_config import FpgaConfig, IOStyle
+    from convdeploy.exporters.hls_estimate import estimate
+
     _, qdq = tiny_artifacts()
-    hls_writer.write_project(lower_file(qdq.path), tmp_path)
+    graph = lower_file(qdq.path)
+    folding = estimate(graph, FpgaConfig(reuse=4)).folding
+    hls_writer.write_project(graph, tmp_path / "p", config=FpgaConfig(io=IOStyle.PARALLEL),
+                             folding=folding)
+    assert "DATAFLOW" not in (tmp_path / "p" / "firmware" / "model_top.cpp").read_text()
+    hls_writer.write_project(graph, tmp_path, folding=folding)
+    top = (tmp_path / "firmware" / "model_top.cpp").read_text()
+    # the folding reaches the directives: ReuseFactor 4 -> a quarter of the MACs per pixel
+    assert "#pragma HLS DATAFLOW" in top and "cyclic factor=54" in top  # 3*3*3*8 / 4
+    assert "MULTIPLIERS = 54" in (tmp_path / "firmware" / "parameters.h").read_text()
     done = subprocess.run(["g++", "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror",
                            "-Wno-unknown-pragmas", "-Wno-unused-label",
                            "-Wno-unused-parameter", "-c", "firmware/model_top.cpp", "-o",
