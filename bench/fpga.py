@@ -120,7 +120,8 @@ def main() -> int:
     from convdeploy.report import environment, source_revision
 
     gxx = subprocess.run(["g++", "--version"], capture_output=True, text=True).stdout
-    result = {"revision": source_revision(ROOT) or "unknown",
+    revision = source_revision(ROOT) or "unknown"
+    result = {"revision": revision,
               "environment": environment(args.threads),
               "compiler": gxx.splitlines()[0] if gxx else "missing",
               "python": platform.python_version(), "models": {}}
@@ -131,8 +132,12 @@ def main() -> int:
             print(f"skipped {name}: {MODELS[name]} not found")
             continue
         for scheme_name in args.schemes.split(","):
-            entry = _model(name, scheme_name, args.eval_limit, args.threads)
+            entry = {**_model(name, scheme_name, args.eval_limit, args.threads),
+                     "revision": revision}  # kept entries keep theirs: no mixed labels
             result["models"].setdefault(name, {})[scheme_name] = entry
+            result["revision"] = ", ".join(sorted({e.get("revision", "unknown")
+                                                   for m in result["models"].values()
+                                                   for e in m.values()}))
             print(name, scheme_name, json.dumps({k: v for k, v in entry.items()
                                                  if not k.startswith("estimate")}))
             args.out.parent.mkdir(parents=True, exist_ok=True)

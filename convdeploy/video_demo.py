@@ -59,26 +59,21 @@ def _frames(path: Path | None, preprocess) -> tuple[np.ndarray, np.ndarray, str,
         display = np.stack([np.asarray(Image.fromarray(f).resize((192, 192), Image.NEAREST))
                             for f in model])
         return display, model, "generated camera-motion clip (scikit-learn photographs)", 8.0
-    import av
+    from convdeploy.models.clips import video_frames
 
     display, model = [], []
     try:
-        with av.open(str(path)) as container:
-            stream = next((s for s in container.streams if s.type == "video"), None)
-            if stream is None:
-                raise ConvdeployError(f"{path} has no video stream", fix="give a video file")
-            fps = float(stream.average_rate or 25)
-            for frame in container.decode(stream):
-                image = frame.to_image()
-                scale = 360 / max(image.size)
-                if scale < 1:
-                    image = image.resize((round(image.width * scale) // 2 * 2,
-                                          round(image.height * scale) // 2 * 2))
-                display.append(np.asarray(image.convert("RGB")))
-                model.append(np.asarray(_fit(image, preprocess), dtype=np.uint8))
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise ConvdeployError(f"cannot read video {path}: {exc}",
-                              fix="give a readable video file (mp4, avi, mkv, webm)") from exc
+        fps, images = video_frames(path)
+        for image in images:
+            scale = 360 / max(image.size)
+            if scale < 1:
+                image = image.resize((round(image.width * scale) // 2 * 2,
+                                      round(image.height * scale) // 2 * 2))
+            display.append(np.asarray(image.convert("RGB")))
+            model.append(np.asarray(_fit(image, preprocess), dtype=np.uint8))
+    except ConvdeployError as exc:  # the data loader's fix names --skip-bad-files
+        raise ConvdeployError(exc.problem, fix="give a readable video file (mp4, avi, mkv, "
+                                               "webm)") from exc
     if not model:
         raise ConvdeployError(f"no frame could be decoded from {path}",
                               fix="give a non-empty video file")
@@ -113,10 +108,10 @@ def run_demo(cfg: VideoDemoConfig) -> dict:
     deploy = DeployConfig(model=ModelSource(cfg.model, cfg.weights), data=DataConfig(
         calib_size=128), scheme=W8A8, targets=(cfg.target,), out=cfg.out,
         measure=MeasureConfig(threads=cfg.threads), progress=False)
-    prep = prepare_run(deploy)
-    pre = prep.preprocess
+    pre = spec.preprocess  # the clip is read (and refused) before any model work
     display, frames, source, fps = _frames(cfg.clip, pre)
     starts = _windows(len(frames), pre, cfg.hop)[:cfg.max_windows]
+    prep = prepare_run(deploy)
     classes = getattr(prep.eval_set, "classes", None) or [str(i) for i in range(999)]
     with staged_directory(cfg.out, overwrite=cfg.overwrite) as stage:
         targets = resolve_targets((cfg.target,))

@@ -42,24 +42,41 @@ def _bad(path: Path, what: str) -> ConvdeployError:
                                "unreadable clips out (the report counts them)")
 
 
-def decode_clip(path: Path, preprocess: Preprocess) -> tuple[np.ndarray, bool]:
-    """(T, H, W, C) uint8 frames of ``path`` and whether it had to be looped."""
+def video_frames(path: Path):
+    """(frames per second, an iterator of PIL images) of ``path``'s first video stream, every
+    decoding error raised as one message naming the file (the stream's iterator included)."""
     import av
 
-    t, stride = preprocess.frames, preprocess.frame_stride
-    frames = []
+    def frames(container, stream):
+        try:
+            with container:
+                for frame in container.decode(stream):
+                    yield frame.to_image()
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            raise _bad(path, str(exc).strip() or type(exc).__name__) from exc
+
     try:
-        with av.open(str(path)) as container:
-            stream = next((s for s in container.streams if s.type == "video"), None)
-            if stream is None:
-                raise _bad(path, "it has no video stream")
-            for i, frame in enumerate(container.decode(stream)):
-                if i % stride == 0:
-                    frames.append(np.asarray(_fit(frame.to_image(), preprocess), np.uint8))
-                    if len(frames) == t:
-                        break
+        container = av.open(str(path))
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise _bad(path, str(exc).strip() or type(exc).__name__) from exc
+    stream = next((s for s in container.streams if s.type == "video"), None)
+    if stream is None:
+        container.close()
+        raise _bad(path, "it has no video stream")
+    return float(stream.average_rate or 25), frames(container, stream)
+
+
+def decode_clip(path: Path, preprocess: Preprocess) -> tuple[np.ndarray, bool]:
+    """(T, H, W, C) uint8 frames of ``path`` and whether it had to be looped."""
+    t, stride = preprocess.frames, preprocess.frame_stride
+    frames = []
+    _, images = video_frames(path)
+    for i, image in enumerate(images):
+        if i % stride == 0:
+            frames.append(np.asarray(_fit(image, preprocess), np.uint8))
+            if len(frames) == t:
+                images.close()
+                break
     if not frames:
         raise _bad(path, "no frame could be decoded (empty or zero-length video)")
     looped = len(frames) < t

@@ -129,7 +129,7 @@ def train(name: str, train_dir: Path, *, epochs: int | None = None, batch_size: 
     """AdamW, one-cycle schedule, label smoothing 0.1, crop+flip augmentation."""
     from .augment import random_crop_flip
     from .datasets import load_images
-    from .training import fit, test_accuracy
+    from .training import fit, one_cycle_schedule, test_accuracy
     from .zoo import CIFAR_PREPROCESS
 
     factory, default_epochs = MODELS[name]
@@ -140,8 +140,7 @@ def train(name: str, train_dir: Path, *, epochs: int | None = None, batch_size: 
     x, y = torch.from_numpy(data.normalized(CIFAR_PREPROCESS)), torch.from_numpy(data.labels)
     model = factory()
     opt = torch.optim.AdamW(_param_groups(model), lr=lr)
-    steps = epochs * ((len(x) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, pct_start=0.1, total_steps=steps)
+    sched = one_cycle_schedule(opt, lr=lr, epochs=epochs, samples=len(x), batch_size=batch_size)
     minutes = fit(model, x, y, opt, sched, gen, epochs=epochs, batch_size=batch_size,
                   augment=random_crop_flip, label_smoothing=0.1, log=log, label=f"{name} ")
     summary = {"model": name, "epochs": epochs, "train_images": len(x),

@@ -12,6 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def one_cycle_schedule(opt, *, lr: float, epochs: int, samples: int, batch_size: int):
+    """The recipes' schedule: one cycle up to ``lr`` (10% warm-up), stepped per batch."""
+    steps = epochs * ((samples + batch_size - 1) // batch_size)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, pct_start=0.1, total_steps=steps)
+
+
 def train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt, sched,
                 gen: torch.Generator, *, batch_size: int,
                 augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor],

@@ -91,7 +91,7 @@ def train(name: str, train_source: Path, *, eval_source: Path | None = None,
           baseline: bool = False, log=print) -> tuple[nn.Module, dict]:
     """AdamW, one-cycle schedule, label smoothing 0.1; no flips (they would swap pan labels).
     ``baseline`` trains the single-frame baseline instead."""
-    from .training import evaluate, fit
+    from .training import evaluate, fit, one_cycle_schedule
 
     factory, default_epochs = MODELS[name]
     epochs = epochs or default_epochs
@@ -101,8 +101,7 @@ def train(name: str, train_source: Path, *, eval_source: Path | None = None,
     x, y = torch.from_numpy(data.normalized(VIDEO_PREPROCESS)), torch.from_numpy(data.labels)
     model = factory()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-    steps = epochs * ((len(x) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, pct_start=0.1, total_steps=steps)
+    sched = one_cycle_schedule(opt, lr=lr, epochs=epochs, samples=len(x), batch_size=batch_size)
     view = (lambda b, g: single_frame(b, g)) if baseline else (lambda b, g: b)
     label = f"{name}{' single-frame' if baseline else ''} "
     minutes = fit(model, x, y, opt, sched, gen, epochs=epochs, batch_size=batch_size,

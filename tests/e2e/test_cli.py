@@ -178,6 +178,10 @@ def test_video_demo_writes_mp4_gif_and_html(tmp_path):
     res = cli("video-demo", "--model", "digits-convnet", "--out", tmp_path / "x")
     assert res.returncode == 2 and "not a video model" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "x").exists()
+    (tmp_path / "junk.mp4").write_bytes(b"not a video" * 50)
+    res = cli("video-demo", tmp_path / "junk.mp4", "--out", tmp_path / "y")
+    assert res.returncode == 2 and "cannot read video" in res.stderr and "junk.mp4" in res.stderr
+    assert "skip-bad-files" not in res.stderr and not (tmp_path / "y").exists()
 
 
 def test_debug_shows_the_traceback(tmp_path):
