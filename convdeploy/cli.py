@@ -39,6 +39,9 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
                    help="zoo name, package.module:factory, or a .pt2 file "
                         f"(default: the embedded demo, {DEFAULT_MODEL})")
     p.add_argument("--weights", help="checkpoint (state dict), loaded with weights_only=True")
+    p.add_argument("--conv3d-as-2d", action="store_true",
+                   help="video models: export every Conv3d in the (2+1)D form that LiteRT and "
+                        "the integer reference run, also for cpu-ort/cpu-openvino/dsp-qnn-htp")
     q = p.add_argument_group("quantization")
     q.add_argument("--int8", action="store_true",
                    help="quantize: int8 per-channel weights, uint8 per-tensor activations "
@@ -154,7 +157,7 @@ def config_from_args(args: argparse.Namespace) -> DeployConfig:
     except ValueError as exc:
         raise ConvdeployError(f"bad option: {exc}", fix=f"see `convdeploy {args.command} --help`")
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
-    model = ModelSource(args.model, args.weights)
+    model = ModelSource(args.model, args.weights, args.conv3d_as_2d)
     if args.config:
         model, data, scheme, ptq, targets, measure = _with_config_file(
             args, model, data, scheme, ptq, targets, measure)
@@ -185,7 +188,7 @@ def _with_config_file(args, model, data, scheme, ptq, targets, measure):
 
     f = parse_export_file(args.config)
     if f.model is not None and args.model == DEFAULT_MODEL and not args.weights:
-        model = f.model
+        model = replace(f.model, conv3d_as_2d=f.model.conv3d_as_2d or args.conv3d_as_2d)
     if f.data is not None:
         default = DataConfig()
         data = replace(f.data, **{fl.name: getattr(data, fl.name) for fl in fields(DataConfig)

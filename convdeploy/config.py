@@ -15,10 +15,17 @@ DEFAULT_TARGETS = ("cpu-ort", "cpu-openvino")
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A zoo name, ``package.module:factory``, or a ``.pt2`` path; plus an optional checkpoint."""
+    """A zoo name, ``package.module:factory``, or a ``.pt2`` path; plus an optional checkpoint.
+    ``conv3d_as_2d``: export every Conv3d in the (2+1)D form the integer targets run
+    (``quant/conv3d_form.py``), for the runtimes that would otherwise take the 5-D graph."""
 
     ref: str = "digits-convnet"
     weights: str | None = None
+    conv3d_as_2d: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.ref} (2-D form)" if self.conv3d_as_2d else self.ref
 
 
 @dataclass(frozen=True)

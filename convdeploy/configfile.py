@@ -108,7 +108,7 @@ def parse_model(tree: Any, where: str, base: Path | None = None) -> ModelSource:
     if not isinstance(tree, dict):
         raise SpecError(f"key {where!r} must be a model name or a mapping",
                         fix="write name: (zoo name, package.module:factory or .pt2) and weights:")
-    check_keys(tree, ("name", "weights"), where)
+    check_keys(tree, ("name", "weights", "conv3d_as_2d"), where)
     if "name" not in tree:
         raise SpecError(f"key '{where}.name' is missing", fix="name the model (zoo name, "
                         "package.module:factory or a .pt2 file)")
@@ -121,7 +121,8 @@ def parse_model(tree: Any, where: str, base: Path | None = None) -> ModelSource:
         if not Path(weights).is_file():
             raise SpecError(f"{where}.weights: file {weights} does not exist",
                             fix="give the path of the checkpoint (relative to the spec file)")
-    return ModelSource(name, weights)
+    return ModelSource(name, weights,
+                       _typed(tree.get("conv3d_as_2d", False), bool, f"{where}.conv3d_as_2d"))
 
 
 _MEASURE_KEYS = tuple(f.name for f in fields(MeasureConfig))

@@ -326,6 +326,7 @@ class Prepared:
     float_qm: object
     qm: object | None
     timings: dict[str, float] = field(default_factory=dict)
+    conv3d_as_2d: tuple[str, ...] = ()  # the Conv3d layers exported in their 2-D form
 
 
 def prepare_run(cfg: DeployConfig) -> Prepared:
@@ -345,10 +346,19 @@ def prepare_run(cfg: DeployConfig) -> Prepared:
     example = torch.from_numpy(eval_set.normalized(preprocess, 0, 2))
     t0 = time.perf_counter()
     gm = capture(loaded.model, example)
+    rewritten: list[str] = []
+    if cfg.model.conv3d_as_2d:
+        from convdeploy.quant.conv3d_form import conv3d_as_2d
+
+        gm, rewritten = conv3d_as_2d(gm, example)
+        if not rewritten:
+            raise ConvdeployError(f"{loaded.name} has no Conv3d: --conv3d-as-2d does not apply",
+                                  fix="drop --conv3d-as-2d (only 5-D convolutions are rewritten)")
     float_qm = prepare(gm, cfg.scheme or W8A8)
     qm = prepare(gm, cfg.scheme) if cfg.scheme is not None else None
     timings["capture"] = time.perf_counter() - t0
-    return Prepared(loaded, preprocess, calib_set, eval_set, example, gm, float_qm, qm, timings)
+    return Prepared(loaded, preprocess, calib_set, eval_set, example, gm, float_qm, qm, timings,
+                    tuple(rewritten))
 
 
 def quantize_and_export(cfg: DeployConfig, prep: Prepared, stage: Path,
@@ -393,6 +403,8 @@ def run(cfg: DeployConfig) -> Report:
         report = _measure_all(cfg, targets, refs_art + artifacts, stage, prep.eval_set,
                               prep.preprocess)
         report.model_info = _model_info(prep.loaded, prep.qm or prep.float_qm, prep.gm)
+        if prep.conv3d_as_2d:
+            report.model_info["conv3d_as_2d"] = list(prep.conv3d_as_2d)
         report.data = {"calib": prep.calib_set.describe(), "eval": prep.eval_set.describe(),
                        "preprocess": prep.preprocess.to_dict()}
         report.scheme = ({**cfg.scheme.to_dict(), **method_details}

@@ -19,6 +19,9 @@ without arithmetic, so the rewritten graph computes every output code the 5-D op
   CONCATENATION), then one (1, kh, kw) convolution as above with the weights reordered to
   (O, kt * C, kh, kw): the same sum of products, requantized once (kt times the input memory).
 
+The same rewrite on the torch graph (``quant/conv3d_form.py``, which owns the shared geometry)
+gives the ONNX runtimes the 2-D form too (``--conv3d-as-2d``), to compare the forms on one runtime.
+
 A grouped full 3-D convolution is refused by name: factor it into (2+1)D (P3D's form) or keep it
 on the targets that run 5-D QDQ (cpu-ort, cpu-openvino, dsp-qnn-htp).
 """
@@ -27,6 +30,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from convdeploy.quant.conv3d_form import frame_rows, plan
 
 from .opgraph import Activation, Op, OpKind
 
@@ -52,10 +57,11 @@ def conv3d(lowerer: Any, node: Any, src: str, out: str, act: Activation, weight:
         raise LoweringError(f"{node.name}: a 5-D convolution needs fixed (C, T, H, W)")
     _, c, t, h, w = in_shape
     o = weight.shape[0]
-    if kt == 1 and st == 1 and pads[0] == pads[3] == 0:
+    form = plan((kt, kh, kw), (st, sh, sw), pads, group)
+    if form == "spatial":
         _spatial(lowerer, node, src, out, act, weight[:, :, 0], scale, bias,
                  (sh, sw), (dh, dw), (pads[1], pads[2], pads[4], pads[5]), group, (c, t, h, w), o)
-    elif kh == kw == 1 and (sh, sw) == (1, 1) and not any(pads[i] for i in (1, 2, 4, 5)):
+    elif form == "temporal":
         tmp_in = _new(lowerer, f"{out}.time_rows", src)
         lowerer.ops.append(Op(OpKind.RESHAPE, (src,), tmp_in, f"{node.name}.to_time_rows",
                               attrs={"sample_shape": (c, t, h * w)}))
@@ -67,7 +73,7 @@ def conv3d(lowerer: Any, node: Any, src: str, out: str, act: Activation, weight:
                                             "rewritten_from": "Conv3d (kt,1,1)"}))
         lowerer.ops.append(Op(OpKind.RESHAPE, (tmp_out,), out, f"{node.name}.from_time_rows",
                               attrs={"sample_shape": (o, t_out, h, w)}))
-    elif group == 1:
+    elif form == "taps":
         taps = _temporal_taps(lowerer, node, src, out, weight, (c, t, h, w), kt, st, dt,
                               (pads[0], pads[3]))
         _spatial(lowerer, node, taps, out, act, weight.transpose(0, 2, 1, 3, 4).reshape(
@@ -115,9 +121,7 @@ def _spatial(lowerer, node, src, out, act, weight, scale, bias, strides, dilatio
     dh, dw = dilations
     top, left, bottom, right = pads
     span = (weight.shape[2] - 1) * dh + 1
-    rows = h + top + bottom
-    hp = -(-rows // sh) * sh  # frame height after padding, a multiple of the row stride
-    ho = (rows - span) // sh + 1
+    hp, ho, per_frame, produced = frame_rows(t, h, top, bottom, span, sh)
     wo = (w + left + right - (weight.shape[3] - 1) * dw - 1) // sw + 1
     x = src
     if hp != h:
@@ -127,13 +131,11 @@ def _spatial(lowerer, node, src, out, act, weight, scale, bias, strides, dilatio
     stacked = _new(lowerer, f"{out}.frames_stacked", src)
     lowerer.ops.append(Op(OpKind.RESHAPE, (x,), stacked, f"{node.name}.stack_frames",
                           attrs={"sample_shape": (c, t * hp, w)}))
-    produced = (t * hp - span) // sh + 1
     conv = _new(lowerer, f"{out}.conv2d", out)
     lowerer.ops.append(Op(OpKind.CONV, (stacked,), conv, node.name, act, weight, scale, bias,
                           {"strides": (sh, sw), "pads": (0, left, 0, right),
                            "dilations": (dh, dw), "groups": group,
                            "rewritten_from": form}))
-    per_frame = hp // sh
     y = conv
     if produced != t * per_frame:  # the last frame's straddling rows were never computed
         y = _new(lowerer, f"{out}.rows_padded", out)

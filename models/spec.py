@@ -60,6 +60,14 @@ class Preprocess:
                        short_clips="looped" if self.loop_short_clips else "refused")
         return out
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocess":
+        """The inverse of ``to_dict`` (a report's or an audit cell's record)."""
+        return cls(size=tuple(d["size"]), mean=tuple(d["mean"]), std=tuple(d["std"]),
+                   resize=d.get("resize"), frames=d.get("frames"),
+                   frame_stride=d.get("frame_stride", 1),
+                   loop_short_clips=d.get("short_clips") == "looped")
+
 
 @dataclass(frozen=True)
 class ModelSpec:

@@ -93,7 +93,7 @@ def fold_batchnorm(gm: GraphModule) -> list[str]:
             if name is not None:
                 folded.append(name)
     graph.eliminate_dead_code()
-    _drop_unused_attributes(gm)
+    drop_unused_attributes(gm)
     gm.recompile()
     return folded
 
@@ -204,7 +204,7 @@ def _fold_into_conv(gm: GraphModule, conv: Node, a: torch.Tensor, c: torch.Tenso
     _add_to_bias(gm, conv, (weight * shift).sum((1, 2, 3)), bias_target)
 
 
-def _drop_unused_attributes(gm: GraphModule) -> None:
+def drop_unused_attributes(gm: GraphModule) -> None:
     """Delete parameters/buffers no get_attr node reads any more (the folded BN statistics)."""
     used = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
     for name, _ in list(gm.named_parameters()) + list(gm.named_buffers()):
@@ -245,7 +245,7 @@ def fold_scales(gm: GraphModule) -> list[str]:
         mul.replace_all_uses_with(layer)
         folded.append(mul.name)
     gm.graph.eliminate_dead_code()
-    _drop_unused_attributes(gm)
+    drop_unused_attributes(gm)
     gm.recompile()
     return folded
 

@@ -3,6 +3,15 @@
 Float models run with ``INFERENCE_PRECISION_HINT=f32``: on CPUs with AMX/AVX512-BF16 OpenVINO
 otherwise silently runs bf16, and a "float" row would carry bf16 error. QDQ models become
 FakeQuantize ops that OpenVINO's low-precision transformations turn into u8/i8 kernels.
+
+One legalization, exact: OpenVINO 2026.4 cannot read a QDQ file in which a padded tensor with a
+non-zero zero point is later reshaped ("Argument shapes are inconsistent" at a Subtract: its
+low-precision pass moves the dequantization past the Pad, which turns the scalar zero point into
+a per-row constant, then past the Reshape, where that constant no longer fits). Such files come
+from the (2+1)D form of a video model and from 1-D signals fed as (N, 1, L, 1). Every
+``DequantizeLinear -> Pad(0.0) -> QuantizeLinear`` on one encoding is read instead as a Pad of
+the integer codes with the zero point (``_integer_pads``): the same numbers, in a form
+OpenVINO reads (tested to equal onnxruntime on the file as written).
 """
 from __future__ import annotations
 
@@ -28,6 +37,50 @@ def _message(exc: Exception) -> str:
     return " ".join(useful or lines)[:400]
 
 
+def _integer_pads(model) -> int:
+    """Rewrite every ``DequantizeLinear -> Pad -> QuantizeLinear`` whose quantizers share one
+    scale and zero point and whose pad value is 0.0 as ``Pad(codes, pads, zero point)``:
+    DQ(zp) = 0.0, so the codes are those the QDQ chain computes. Returns how many."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    readers: dict[str, list] = {}
+    for n in graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    replace, drop = {}, set()
+    for pad in graph.node:
+        if pad.op_type != "Pad" or len(pad.input) < 2 or (
+                len(pad.input) > 3 and pad.input[3]) or any(
+                a.name == "mode" and a.s not in (b"constant", b"") for a in pad.attribute):
+            continue
+        dq = producer.get(pad.input[0])
+        users = readers.get(pad.output[0], [])
+        if dq is None or dq.op_type != "DequantizeLinear" or len(users) != 1 or \
+                users[0].op_type != "QuantizeLinear" or len(dq.input) < 3:
+            continue
+        q = users[0]
+        if list(q.input[1:3]) != list(dq.input[1:3]) or pad.output[0] in \
+                {o.name for o in graph.output} or dq.input[2] not in inits or \
+                len(inits[dq.input[2]].dims) != 0:  # a scalar zero point: Pad's fill value
+            continue
+        value = pad.input[2] if len(pad.input) > 2 else ""
+        if value and (value not in inits or np.any(numpy_helper.to_array(inits[value]) != 0)):
+            continue
+        replace[id(pad)] = helper.make_node("Pad", [dq.input[0], pad.input[1], dq.input[2]],
+                                            [q.output[0]], name=f"{pad.name}.codes",
+                                            mode="constant")
+        drop.add(id(q))
+    if not replace:
+        return 0
+    nodes = [replace.get(id(n), n) for n in graph.node if id(n) not in drop]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return len(replace)
+
+
 @dataclass
 class OpenVinoRunnable:
     request: Any
@@ -48,14 +101,24 @@ class OpenVinoCpuTarget(TargetBase):
     runtime_module = "openvino"
 
     def _read(self, artifact: Artifact):
+        import tempfile
+
+        import onnx
         import openvino as ov
 
         core = ov.Core()
-        return core, core.read_model(str(artifact.path))
+        model = onnx.load(str(artifact.path))
+        pads = _integer_pads(model)
+        if not pads:
+            return core, core.read_model(str(artifact.path)), 0
+        with tempfile.TemporaryDirectory(prefix="convdeploy-ov-") as tmp:
+            path = Path(tmp) / artifact.path.name
+            onnx.save(model, str(path))
+            return core, core.read_model(str(path)), pads
 
     def check_ops(self, artifact: Artifact) -> list[str]:
         try:
-            core, model = self._read(artifact)
+            core, model, _ = self._read(artifact)
             supported = core.query_model(model, "CPU")
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
             return [f"OpenVINO cannot read {artifact.path.name}: {_message(exc)}"]
@@ -68,7 +131,7 @@ class OpenVinoCpuTarget(TargetBase):
                 options: RuntimeOptions = RuntimeOptions()) -> OpenVinoRunnable:
         import openvino as ov
 
-        core, model = self._read(artifact)
+        core, model, integer_pads = self._read(artifact)
         config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": options.threads,
                   "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         compiled = core.compile_model(model, "CPU", config)
@@ -80,5 +143,7 @@ class OpenVinoCpuTarget(TargetBase):
                 precisions[info["runtimePrecision"].value] += 1
         details = {"runtime": f"openvino {ov.__version__}", "inference_precision_hint": "f32",
                    "weighted_layer_precisions": dict(precisions)}
+        if integer_pads:
+            details["integer_pads"] = integer_pads  # see the module doc
         return OpenVinoRunnable(compiled.create_infer_request(), artifact.output_name,
                                 options.threads, details)

@@ -34,7 +34,7 @@ def analyse(spec: AuditSpec, plan, store: CellStore) -> list[dict]:
         int_ref_logits = _logits(store, int_ref)
         for target in (*spec.targets, *(["int-reference"] if int_ref and
                                          "int-reference" not in spec.targets else [])):
-            base = {"model": q.model.ref, "scheme": q.scheme.label, "preset": q.scheme.preset,
+            base = {"model": q.model.label, "scheme": q.scheme.label, "preset": q.scheme.preset,
                     "target": target, "auto": target not in spec.targets}
             reason = plan.unsupported.get((q.scheme.label, target))
             if reason:

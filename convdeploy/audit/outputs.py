@@ -126,9 +126,16 @@ def _machine(data: dict) -> str:
     return (f"{env['cpu']}; " + ", ".join(f"{k} {v[k]}" for k in v if v[k]))
 
 
+def _label(model: dict) -> str:
+    """A spec model's name as the cells show it."""
+    from convdeploy.config import ModelSource
+
+    return ModelSource(**model).label
+
+
 def markdown(data: dict) -> str:
     md = ["# convdeploy audit", "",
-          f"Models: {', '.join(m['ref'] for m in data['spec']['models'])}. Schemes: "
+          f"Models: {', '.join(_label(m) for m in data['spec']['models'])}. Schemes: "
           f"{', '.join(data['spec']['schemes'])}. Targets: {', '.join(data['spec']['targets'])}.",
           f"Machine: {_machine(data)}. Executor: {data['executor']}. Wall time "
           f"{data['wall_seconds']:.0f} s; units reused {sum(data['reused'].values())}, "
@@ -156,7 +163,7 @@ def page(data: dict) -> str:
 
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>convdeploy audit"
              f"</title><style>{CSS}</style></head><body>", "<h1>convdeploy audit</h1>",
-             f"<p>Models: <b>{html.escape(', '.join(m['ref'] for m in data['spec']['models']))}"
+             f"<p>Models: <b>{html.escape(', '.join(_label(m) for m in data['spec']['models']))}"
              f"</b>; schemes: {html.escape(', '.join(data['spec']['schemes']))}; targets: "
              f"{html.escape(', '.join(data['spec']['targets']))}.</p>",
              f"<p class='muted'>{html.escape(_machine(data))}. Executor {data['executor']}; "

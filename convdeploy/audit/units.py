@@ -52,7 +52,7 @@ class QuantizeUnit:
                         asdict(self.data), self.tflite, self.fingerprint])
 
     def describe(self) -> str:
-        return f"quantize {self.model.ref} {self.scheme.label}"
+        return f"quantize {self.model.label} {self.scheme.label}"
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class AccuracyUnit:
         return _digest(["accuracy", self.source.key, self.target, self.eval_batch_size])
 
     def describe(self) -> str:
-        return f"accuracy {self.source.model.ref} {self.source.scheme.label} on {self.target}"
+        return f"accuracy {self.source.model.label} {self.source.scheme.label} on {self.target}"
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class LatencyUnit:
                         self.warmup, self.repeats])
 
     def describe(self) -> str:
-        return (f"latency {self.source.model.ref} {self.source.scheme.label} on {self.target}, "
+        return (f"latency {self.source.model.label} {self.source.scheme.label} on {self.target}, "
                 f"{self.threads} thread(s), batch {self.batch_size}")
 
 
@@ -193,9 +193,7 @@ def _eval_set(unit: QuantizeUnit, quantized: dict):
     from convdeploy.models.spec import Preprocess
     from convdeploy.pipeline import resolve_data
 
-    p = quantized["preprocess"]
-    pre = Preprocess(size=tuple(p["size"]), mean=tuple(p["mean"]), std=tuple(p["std"]),
-                     resize=p["resize"])
+    pre = Preprocess.from_dict(quantized["preprocess"])
     loaded = load_model(unit.model.ref, unit.model.weights)
     _, eval_set = resolve_data(unit.data, loaded, pre, progress=False)
     return eval_set, pre

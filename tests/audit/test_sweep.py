@@ -155,3 +155,22 @@ def test_the_html_page_is_self_contained_and_every_figure_renders(finished, tmp_
     assert pixels.shape == (3600, 1400)
     # the figures are in the page: a screenshot of text alone is almost all white
     assert (pixels < 200).mean() > 0.02, "the screenshot shows no figure"
+
+
+def test_a_video_model_is_audited_in_both_forms(tmp_path):
+    """A video model's cells (clips rebuilt from the quantize unit's record: frames included),
+    and its (2+1)D form beside the 5-D one on the same runtime, each under its own label."""
+    pytest.importorskip("sklearn", reason="the default clips come from scikit-learn's photos")
+    tree = {"models": ["p3d-motion", {"name": "p3d-motion", "conv3d_as_2d": True}],
+            "schemes": ["w8a8"], "targets": ["cpu-ort"],
+            "data": {"eval_limit": 16, "calib_size": 16}, "threads": [1], "batch_sizes": [1],
+            "repeats": 2, "warmup": 1, "workers": 1, "bootstrap": 100}
+    audit = run_audit(parse_spec(tree), tmp_path, progress=False)
+    assert audit.failed == 0
+    timed = {c["model"]: c for c in audit.cells if c["target"] == "cpu-ort"}
+    assert set(timed) == {"p3d-motion", "p3d-motion (2-D form)"}
+    for c in timed.values():
+        assert c["status"] == "ok" and c["samples"] == 16 and c["latency_median_ms"] > 0
+    # the same model and encodings up to calibration's float rounding: equal calls
+    assert abs(timed["p3d-motion"]["accuracy"] - timed["p3d-motion (2-D form)"]["accuracy"]) \
+        <= 1 / 16 + 1e-9

@@ -91,6 +91,7 @@ def test_user_model_from_import_path_with_npz_data(tmp_path):
     (["audit", "digits-convnet", "--eval", "/no/eval"], "data.eval: path /no/eval"),
     (["export", "--int8", "--targets", "fpga-hls", "--fpga-part", "xc7z999"],
      "unknown FPGA part 'xc7z999'"),
+    (["export", "--int8", "--conv3d-as-2d"], "has no Conv3d: --conv3d-as-2d does not apply"),
 ])
 def test_user_errors_are_one_clear_message(tmp_path, args, needle):
     fast = ["--no-progress"] if args[0] == "audit" else FAST

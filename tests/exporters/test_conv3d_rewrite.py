@@ -146,3 +146,68 @@ def test_a_grouped_full_3d_kernel_is_refused_by_name():
     assert reasons and "grouped 3x3x3 Conv3d" in reasons[0] and "factor it" in reasons[0], \
         reasons
     assert registry.get("cpu-ort").check(qdq) == []  # the 5-D QDQ itself runs there
+
+
+def _two_forms(model: nn.Module, shape):
+    """The captured 5-D graph and its 2-D torch form (``quant/conv3d_form.py``)."""
+    from convdeploy.quant import capture
+    from convdeploy.quant.conv3d_form import conv3d_as_2d
+
+    x = torch.randn(3, *shape, generator=torch.Generator().manual_seed(2))
+    gm = capture(model.eval(), x[:2])
+    two_d, names = conv3d_as_2d(capture(model.eval(), x[:2]), x[:2])
+    return gm, two_d, names, x
+
+
+@pytest.mark.parametrize("name", list(GEOMETRIES))
+def test_the_torch_form_is_exact_in_float_and_holds_no_5d_op(name):
+    torch.manual_seed(3)
+    conv = OneConv3d(*GEOMETRIES[name]).conv
+    model = nn.Sequential(conv, nn.BatchNorm3d(6).eval(), nn.ReLU())
+    model[1].running_mean.uniform_(-1, 1)  # a BN to fold before the rewrite
+    gm, two_d, names, x = _two_forms(model, (3, 4, 13, 11))
+    assert len(names) == 1
+    targets = {n.target for n in two_d.graph.nodes if n.op == "call_function"}
+    assert torch.ops.aten.conv3d.default not in targets
+    assert not any("batch_norm" in str(t) for t in targets)  # folded into the 2-D conv
+    with torch.no_grad():
+        torch.testing.assert_close(two_d(x), gm(x), atol=2e-5, rtol=1e-5)
+        torch.testing.assert_close(two_d(x[:1]), gm(x[:1]), atol=2e-5, rtol=1e-5)  # any batch
+
+
+def test_the_torch_form_lowers_to_the_ops_the_lowering_writes_for_the_5d_graph():
+    """``--conv3d-as-2d`` hands the ONNX runtimes the form LiteRT runs: lowered, its op list is
+    the 5-D graph's lowering, op for op (two reshapes in a row may be one), and the integer
+    outputs agree."""
+    from convdeploy.exporters.lowering import lower_file
+    from convdeploy.exporters.onnx_export import OnnxExporter
+    from convdeploy.quant import W8A8, quantize
+    from convdeploy.targets import registry
+
+    torch.manual_seed(4)
+    gm, two_d, names, x = _two_forms(P3DTiny(), (3, 4, 12, 12))
+    assert len(names) == sum(isinstance(m, nn.Conv3d) for m in P3DTiny().modules())
+    batches = [torch.randn(4, 3, 4, 12, 12, generator=torch.Generator().manual_seed(s))
+               for s in (0, 1)]
+    arts = []
+    for graph in (gm, two_d):
+        work = Path(tempfile.mkdtemp(prefix="convdeploy-3d-"))
+        qm = quantize(graph, W8A8, batches, progress=False)
+        arts.append(OnnxExporter(quantized=True, example=batches[0][:2]).export(qm, work))
+    from convdeploy.exporters.opgraph import OpKind
+
+    kinds = [[op.kind for op in lower_file(a.path).ops] for a in arts]
+    assert [k for k in kinds[0] if k is not OpKind.RESHAPE] == \
+        [k for k in kinds[1] if k is not OpKind.RESHAPE]
+    assert kinds[1].count(OpKind.RESHAPE) <= kinds[0].count(OpKind.RESHAPE)
+    outs = [registry.get("int-reference").compile(a, a.path.parent)(
+        {"input": batches[1].numpy()})["output"] for a in arts]
+    # Calibration saw the same values up to float rounding: the encodings may differ by ulps.
+    assert np.abs(outs[0] - outs[1]).max() / arts[0].output_scale <= 1.0 + 1e-3
+
+
+def test_a_grouped_full_3d_kernel_has_no_torch_form_either():
+    from convdeploy.errors import ConvdeployError
+
+    with pytest.raises(ConvdeployError, match="grouped 3x3x3 kernel has no exact 2-D form"):
+        _two_forms(Grouped3d(), (3, 4, 8, 8))
