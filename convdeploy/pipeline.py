@@ -279,15 +279,20 @@ def _tflite(targets: list[Target], source: Artifact, stage: Path) -> list[Artifa
 
 
 def _check_integer_ops(targets: list[Target], cfg: DeployConfig, float_art: Artifact) -> None:
-    """The integer reference runs quantized files only, but the ops it lowers are the float
-    model's: asked for by name, it names an op it cannot run before calibration starts."""
-    ref = next((t for t in targets if t.name == "int-reference"), None)
-    if ref is None or "int-reference" not in cfg.targets or float_art.quantized:
+    """The targets that lower the graph (int-reference, fpga-hls, gpu-triton) run quantized
+    files only, but the ops they lower are the float model's: asked for by name, they name an op
+    or layer the lowering cannot take (e.g. a grouped 3x3x3 Conv3d) before calibration."""
+    from convdeploy.targets import registry
+
+    asked = [t.name for t in targets if getattr(t, "lowers_graph", False)
+             and t.name in cfg.targets]
+    if not asked or float_art.quantized:
         return
-    reasons = ref.check_ops(float_art)
+    reasons = registry.get("int-reference").check_ops(float_art)
     if reasons:
-        raise ConvdeployError(f"int-reference cannot run {float_art.name}: " + "; ".join(reasons),
-                              fix="drop int-reference from --targets, or change that layer")
+        raise ConvdeployError(f"{', '.join(asked)} cannot run {float_art.name}: "
+                              + "; ".join(reasons),
+                              fix=f"drop {', '.join(asked)} from --targets, or change that layer")
 
 
 def _int_reference_note(targets: list[Target], cfg: DeployConfig,

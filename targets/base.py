@@ -61,6 +61,7 @@ class TargetBase:
     weight_bits: ClassVar[tuple[int, ...]] = (4, 8)  # weight widths it can execute
     activation_bits: ClassVar[tuple[int, ...]] = (4, 8, 16)
     runs_float: ClassVar[bool] = True  # False: quantized artifacts only (float ones are skipped)
+    lowers_graph: ClassVar[bool] = False  # runs exporters/lowering.py's OpGraph
     suggested_scheme: ClassVar[str] = "w8a8"  # the preset that fits the target's hardware
     latency_not_meaningful: ClassVar[str | None] = None  # why its timings are not reported
     details: dict[str, Any] = field(default_factory=dict)

@@ -179,6 +179,7 @@ class FpgaHlsTarget(TargetBase):
     weight_bits = (4, 8)
     activation_bits = (4, 8, 16)
     runs_float = False
+    lowers_graph = True  # its ops come from exporters/lowering.py (checked before calibration)
     latency_not_meaningful = ("C-simulation on the host CPU says nothing about FPGA latency: "
                               "see the analytical estimate")
     config: FpgaConfig = FpgaConfig()

@@ -443,6 +443,7 @@ class TritonTarget(TargetBase):
     weight_bits = (4, 8)
     activation_bits = (8,)
     runs_float = False
+    lowers_graph = True  # its ops come from exporters/lowering.py (checked before calibration)
     algorithm: ClassVar[str] = "implicit-gemm"
 
     def unavailable(self) -> str | None:

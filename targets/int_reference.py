@@ -254,6 +254,7 @@ class IntReferenceTarget(TargetBase):
     weight_bits = (4, 8)
     activation_bits = (4, 8, 16)
     runs_float = False
+    lowers_graph = True  # its ops come from exporters/lowering.py (checked before calibration)
     latency_not_meaningful = "an exactness oracle in numpy, not a runtime"
 
     def check_ops(self, artifact: Artifact) -> list[str]:

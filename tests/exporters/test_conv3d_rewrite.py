@@ -211,3 +211,16 @@ def test_a_grouped_full_3d_kernel_has_no_torch_form_either():
 
     with pytest.raises(ConvdeployError, match="grouped 3x3x3 kernel has no exact 2-D form"):
         _two_forms(Grouped3d(), (3, 4, 8, 8))
+
+
+@pytest.mark.parametrize("target", ["int-reference", "fpga-hls"])
+def test_targets_that_lower_the_graph_refuse_the_layer_before_calibration(target):
+    """The check that ``quantize_and_export`` runs on the float export, before calibration."""
+    from convdeploy.config import DeployConfig
+    from convdeploy.errors import ConvdeployError
+    from convdeploy.pipeline import _check_integer_ops, resolve_targets
+
+    flt, _, _ = _export(Grouped3d(), (3, 4, 8, 8), quantized=False)
+    with pytest.raises(ConvdeployError, match=f"{target} cannot run .*grouped 3x3x3 Conv3d"):
+        _check_integer_ops(resolve_targets((target,)), DeployConfig(targets=(target,)), flt)
+    _check_integer_ops(resolve_targets(("cpu-ort",)), DeployConfig(targets=("cpu-ort",)), flt)
