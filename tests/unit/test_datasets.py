@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -92,3 +94,13 @@ def test_native_layout_reads_the_channel_count_of_float_npz(tmp_path):
     assert native_layout(tmp_path / "sig.npz") == ((64, 1), 1)
     np.savez(tmp_path / "u8.npz", x=np.zeros((4, 8, 6, 3), np.uint8))
     assert native_layout(tmp_path / "u8.npz") == ((8, 6), 3)
+
+
+@pytest.mark.parametrize("pre", [
+    Preprocess(size=(24, 20), mean=(0.5,), std=(0.25,), resize=28),
+    Preprocess(frames=8, frame_stride=2, loop_short_clips=True),
+    Preprocess(frames=4)])
+def test_a_recorded_preprocessing_rebuilds_itself(pre):
+    """An audit cell's record of the preprocessing rebuilds it whole (frames included: without
+    them a video model's evaluation clips were read as images)."""
+    assert Preprocess.from_dict(json.loads(json.dumps(pre.to_dict()))) == pre

@@ -141,3 +141,4 @@ def test_the_single_frame_baseline_sees_one_frame_repeated():
         frame = y[n, :, 0]
         assert all(torch.equal(y[n, :, t], frame) for t in range(4))
         assert any(torch.equal(frame, x[n, :, t]) for t in range(4))
+
