@@ -612,6 +612,12 @@ def readme_block() -> str:
                   "bit-identical logits, equal to LiteRT's reference kernels.", ""]
     lines += gpu_summary()
     lines += fpga_summary()
+    video = _load("video.json")
+    if video:
+        env = video["fingerprints"]["environment"]
+        lines += [f"Video models (`bench/video.py`, 2,500 camera-motion test clips, "
+                  f"{machine(env).split(';')[0]}):", "",
+                  *_video_checks(video["cells"])[2:]]
     lines += video_demo_summary()
     lines += ["Every table, with its machine: [docs/benchmarks.md](docs/benchmarks.md).", END]
     return "\n".join(lines)
