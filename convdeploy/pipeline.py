@@ -352,15 +352,19 @@ def prepare_run(cfg: DeployConfig) -> Prepared:
     t0 = time.perf_counter()
     gm = capture(loaded.model, example)
     rewritten: list[str] = []
+    folded: list[str] = []
     if cfg.model.conv3d_as_2d:
         from convdeploy.quant.conv3d_form import conv3d_as_2d
 
-        gm, rewritten = conv3d_as_2d(gm, example)
+        gm, rewritten, folded = conv3d_as_2d(gm, example)
         if not rewritten:
             raise ConvdeployError(f"{loaded.name} has no Conv3d: --conv3d-as-2d does not apply",
                                   fix="drop --conv3d-as-2d (only 5-D convolutions are rewritten)")
     float_qm = prepare(gm, cfg.scheme or W8A8)
     qm = prepare(gm, cfg.scheme) if cfg.scheme is not None else None
+    for prepared in (float_qm, qm):
+        if prepared is not None:  # the BatchNorms the 2-D rewrite folded first
+            prepared.folded_batchnorms = [*folded, *prepared.folded_batchnorms]
     timings["capture"] = time.perf_counter() - t0
     return Prepared(loaded, preprocess, calib_set, eval_set, example, gm, float_qm, qm, timings,
                     tuple(rewritten))

@@ -107,6 +107,9 @@ class Report:
                       f", activations {_tq_text(self.scheme['activations'])}, calibration "
                       f"{self.scheme['calibration']} on {self.data.get('calib', {}).get('samples')}"
                       " images).")
+        if self.model_info.get("conv3d_as_2d"):
+            md.append(f"Form: every target ran the (2+1)D form of the "
+                      f"{len(self.model_info['conv3d_as_2d'])} Conv3d layers (--conv3d-as-2d).")
         md += ["", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
         md += ["| " + " | ".join(r) + " |" for r in rows[1:]]
         md += ["", "- *accuracy*: top-1 on the evaluation labels (95% Wilson interval in JSON).",

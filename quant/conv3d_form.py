@@ -184,10 +184,16 @@ def _is_thw_mean(node: Node) -> bool:
         sorted(d % 5 for d in node.args[1]) == [2, 3, 4]
 
 
-def conv3d_as_2d(gm: GraphModule, example: torch.Tensor) -> tuple[GraphModule, list[str]]:
+class TwoD(NamedTuple):
+    graph: GraphModule
+    convs: list[str]  # the rewritten Conv3d nodes (empty: the graph is unchanged)
+    folded_batchnorms: list[str]  # folded before the rewrite (``prepare`` finds none left)
+
+
+def conv3d_as_2d(gm: GraphModule, example: torch.Tensor) -> TwoD:
     """The captured ``gm`` with every Conv3d (and mean over T, H, W) in its 2-D form, captured
-    again; and the names of the rewritten convolutions (empty: ``gm`` unchanged)."""
-    fold_batchnorm(gm)
+    again."""
+    folded = fold_batchnorm(gm)
     rewritten = []
     for node in list(gm.graph.nodes):
         if node.op != "call_function":
@@ -201,10 +207,10 @@ def conv3d_as_2d(gm: GraphModule, example: torch.Tensor) -> tuple[GraphModule, l
         elif _is_thw_mean(node):
             _rewrite_mean(gm, node)
     if not rewritten:
-        return gm, []
+        return TwoD(gm, [], folded)
     gm.graph.eliminate_dead_code()
     drop_unused_attributes(gm)
     gm.graph.lint()
     gm.recompile()
     # a plain fx module (the exported one refuses eval()), captured again with fresh shapes
-    return capture(GraphModule(gm, gm.graph), example), rewritten
+    return TwoD(capture(GraphModule(gm, gm.graph), example), rewritten, folded)

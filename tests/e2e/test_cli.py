@@ -153,6 +153,31 @@ def test_video_model_export_on_a_folder_of_clips(tmp_path):
     assert rows[("mobile-litert", "w8a8")]["max_lsb_vs_int_reference"] <= 2
 
 
+def test_conv3d_as_2d_exports_the_2d_form_for_the_onnx_runtimes(tmp_path):
+    """--conv3d-as-2d: the shipped P3D with no 5-D op in its QDQ file, on cpu-ort and
+    cpu-openvino (whose pads of the raw input it reads as pads of the codes), near int-ref."""
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    import onnx
+
+    out = tmp_path / "out"
+    res = cli("export", "p3d-motion", "--conv3d-as-2d", "--int8", "--targets",
+              "cpu-ort,cpu-openvino", "--out", out, *FAST[:2], "--calib-size", "16",
+              "--repeats", "2", "--batch-size", "8", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["model_info"]["conv3d_as_2d"]) == 15
+    assert report["model_info"]["folded_batchnorms"] > 0
+    assert "(2+1)D form of the 15 Conv3d" in (out / "report.md").read_text()
+    graph = onnx.load(str(out / "model.w8a8.onnx")).graph
+    weights = [t for t in graph.initializer if t.name.endswith("_2d_weight.quantized")]
+    assert len(weights) == 15 and all(len(t.dims) == 4 for t in weights)
+    assert not any(len(t.dims) == 5 for t in graph.initializer)  # no 5-D kernel is left
+    rows = {(r["target"], r["scheme"]): r for r in report["results"]}
+    assert rows[("cpu-openvino", "w8a8")]["runtime"]["integer_pads"] > 0
+    for target in ("cpu-ort", "cpu-openvino"):
+        assert rows[(target, "w8a8")]["max_lsb_vs_int_reference"] <= 8
+
+
 def test_video_demo_writes_mp4_gif_and_html(tmp_path):
     """The demo with no argument but its output folder: the shipped P3D on a generated clip,
     the page opened in headless Chromium."""

@@ -155,7 +155,7 @@ def _two_forms(model: nn.Module, shape):
 
     x = torch.randn(3, *shape, generator=torch.Generator().manual_seed(2))
     gm = capture(model.eval(), x[:2])
-    two_d, names = conv3d_as_2d(capture(model.eval(), x[:2]), x[:2])
+    two_d, names, _ = conv3d_as_2d(capture(model.eval(), x[:2]), x[:2])
     return gm, two_d, names, x
 
 
