@@ -24,7 +24,7 @@ from convdeploy.targets import registry
 from convdeploy.targets.base import RuntimeOptions, Target
 
 from . import check, latency
-from .config import DataConfig, DeployConfig, effective_ptq
+from .config import DataConfig, DeployConfig, ModelSource, effective_ptq
 from .files import staged_directory
 from .report import Report, environment
 
@@ -334,11 +334,26 @@ class Prepared:
     conv3d_as_2d: tuple[str, ...] = ()  # the Conv3d layers exported in their 2-D form
 
 
+def capture_model(loaded: LoadedModel, source: ModelSource, example):
+    """The captured graph of ``loaded`` in the form ``source`` asks for; the Conv3d layers
+    rewritten to 2-D and the BatchNorms folded for that (both empty for the 5-D form)."""
+    from convdeploy.quant.conv3d_form import conv3d_as_2d
+    from convdeploy.quant.graph import capture
+
+    gm = capture(loaded.model, example)
+    if not source.conv3d_as_2d:
+        return gm, [], []
+    two_d = conv3d_as_2d(gm, example)
+    if not two_d.convs:
+        raise ConvdeployError(f"{loaded.name} has no Conv3d: --conv3d-as-2d does not apply",
+                              fix="drop --conv3d-as-2d (only 5-D convolutions are rewritten)")
+    return two_d
+
+
 def prepare_run(cfg: DeployConfig) -> Prepared:
     """Load the model and data, capture the graph and insert quantizers (no calibration yet)."""
     import torch
 
-    from convdeploy.quant.graph import capture
     from convdeploy.quant.ptq import prepare
 
     t0 = time.perf_counter()
@@ -350,16 +365,7 @@ def prepare_run(cfg: DeployConfig) -> Prepared:
     timings = {"load": time.perf_counter() - t0}
     example = torch.from_numpy(eval_set.normalized(preprocess, 0, 2))
     t0 = time.perf_counter()
-    gm = capture(loaded.model, example)
-    rewritten: list[str] = []
-    folded: list[str] = []
-    if cfg.model.conv3d_as_2d:
-        from convdeploy.quant.conv3d_form import conv3d_as_2d
-
-        gm, rewritten, folded = conv3d_as_2d(gm, example)
-        if not rewritten:
-            raise ConvdeployError(f"{loaded.name} has no Conv3d: --conv3d-as-2d does not apply",
-                                  fix="drop --conv3d-as-2d (only 5-D convolutions are rewritten)")
+    gm, rewritten, folded = capture_model(loaded, cfg.model, example)
     float_qm = prepare(gm, cfg.scheme or W8A8)
     qm = prepare(gm, cfg.scheme) if cfg.scheme is not None else None
     for prepared in (float_qm, qm):

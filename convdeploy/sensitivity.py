@@ -48,18 +48,17 @@ def inspect_layers(cfg: DeployConfig, *, top: int = 5) -> SensitivityReport:
     import torch
 
     from convdeploy.models.loading import load_model
-    from convdeploy.quant.graph import capture
     from convdeploy.quant.ptq import apply_ptq, prepare
     from convdeploy.quant.sensitivity import layer_sensitivity
 
-    from .pipeline import resolve_data, resolve_preprocess
+    from .pipeline import capture_model, resolve_data, resolve_preprocess
 
     loaded = load_model(cfg.model.ref, cfg.model.weights)
     preprocess = resolve_preprocess(cfg.data, loaded)
     calib, evaluation = resolve_data(cfg.data, loaded, preprocess, progress=cfg.progress)
     evaluation = evaluation.subset(cfg.data.eval_limit or DEFAULT_SAMPLES, seed=cfg.data.seed)
     x = torch.from_numpy(evaluation.normalized(preprocess))
-    qm = prepare(capture(loaded.model, x[:2]), cfg.scheme)
+    qm = prepare(capture_model(loaded, cfg.model, x[:2])[0], cfg.scheme)
     apply_ptq(qm, [torch.from_numpy(b) for b in calib.batches(preprocess, 64)],
               effective_ptq(cfg), progress=cfg.progress)
     rows = layer_sensitivity(qm, x, evaluation.labels)
