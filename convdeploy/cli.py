@@ -72,6 +72,10 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
     d.add_argument("--resize", type=int, help="resize the shorter side before center crop")
     d.add_argument("--mean", type=_floats, help="per-channel mean, e.g. 0.485,0.456,0.406")
     d.add_argument("--std", type=_floats, help="per-channel std, e.g. 0.229,0.224,0.225")
+    d.add_argument("--frames", type=int, help="video models: frames per clip (a model of your "
+                                              "own fed a folder of clips; a 5-D .npz says it)")
+    d.add_argument("--frame-stride", type=int, help="video models: decoded frames between "
+                                                    "two taken frames")
     m = p.add_argument_group("targets and measurement")
     m.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
                    help="comma-separated (see `convdeploy targets`); reference is always run")
@@ -149,7 +153,8 @@ def config_from_args(args: argparse.Namespace) -> DeployConfig:
                           calib_size=args.calib_size,
                           eval_limit=args.eval_limit, size=args.size, mean=args.mean,
                           std=args.std, resize=args.resize,
-                          skip_bad_files=args.skip_bad_files)
+                          skip_bad_files=args.skip_bad_files, frames=args.frames,
+                          frame_stride=args.frame_stride)
         scheme = _scheme(args)
         ptq = _ptq(args, scheme)
         qat = _qat(args)

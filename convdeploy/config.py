@@ -47,8 +47,15 @@ class DataConfig:
     resize: int | None = None
     seed: int = 0
     skip_bad_files: bool = False  # leave undecodable images out (counted in the report)
+    # video models: frames per clip and decoded frames between them (a zoo model states its
+    # own; a user's model takes them from a 5-D .npz, or from these)
+    frames: int | None = None
+    frame_stride: int | None = None
 
     def __post_init__(self) -> None:
+        if (self.frames is not None and self.frames < 1) or (
+                self.frame_stride is not None and self.frame_stride < 1):
+            raise ValueError("frames and frame_stride must be at least 1")
         if self.calib_size < 1:
             raise ValueError("calib_size must be at least 1")
         if self.eval_limit is not None and self.eval_limit < 1:

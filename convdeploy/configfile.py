@@ -70,7 +70,8 @@ class _Field:
 _DATA_FIELDS = {"calib": _Field(str), "eval": _Field(str), "train": _Field(str),
                 "calib_size": _Field(int), "eval_limit": _Field(int), "size": _Field(tuple),
                 "mean": _Field(tuple), "std": _Field(tuple), "resize": _Field(int),
-                "seed": _Field(int), "skip_bad_files": _Field(bool)}
+                "seed": _Field(int), "skip_bad_files": _Field(bool), "frames": _Field(int),
+                "frame_stride": _Field(int)}
 
 
 def parse_data(tree: Any, where: str = "data", base: Path | None = None) -> DataConfig:

@@ -55,11 +55,15 @@ def resolve_preprocess(data: DataConfig, loaded: LoadedModel) -> Preprocess:
     channels = len(stated) if stated else (layout[1] if layout else 3)
     mean = data.mean or (base.mean if base and len(base.mean) == channels else (0.0,) * channels)
     std = data.std or (base.std if base and len(base.std) == channels else (1.0,) * channels)
+    base = base or Preprocess()
+    frames = data.frames or base.frames or (layout.frames if layout else None)
     try:  # from the model's own (a video model keeps its frames), the overrides applied
-        return replace(base or Preprocess(), size=tuple(size), mean=tuple(mean), std=tuple(std),
-                       resize=data.resize if data.resize else (base.resize if base else None))
+        return replace(base, size=tuple(size), mean=tuple(mean), std=tuple(std),
+                       resize=data.resize or base.resize, frames=frames,
+                       frame_stride=data.frame_stride or base.frame_stride)
     except ValueError as exc:
-        raise ConvdeployError(f"bad preprocessing: {exc}", fix="check --size/--mean/--std")
+        raise ConvdeployError(f"bad preprocessing: {exc}",
+                              fix="check --size/--mean/--std/--frames")
 
 
 def resolve_data(data: DataConfig, loaded: LoadedModel, preprocess: Preprocess, *,
@@ -364,6 +368,7 @@ def prepare_run(cfg: DeployConfig) -> Prepared:
     _check_shape(calib_set, preprocess)
     timings = {"load": time.perf_counter() - t0}
     example = torch.from_numpy(eval_set.normalized(preprocess, 0, 2))
+    example = example.repeat(2, *[1] * (example.dim() - 1))[:2]  # a batch of 1 fixes the batch
     t0 = time.perf_counter()
     gm, rewritten, folded = capture_model(loaded, cfg.model, example)
     float_qm = prepare(gm, cfg.scheme or W8A8)

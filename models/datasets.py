@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -122,7 +123,8 @@ def _image_folder(root: Path, preprocess: Preprocess, progress: bool,
         raise ConvdeployError(
             f"no images found in {root}" + (" (it holds video clips: this is an image model)"
                                              if videos else ""),
-            fix="give an ImageFolder directory (<class>/<image>.jpg) or a .npz")
+            fix="give an ImageFolder directory (<class>/<image>.jpg) or a .npz"
+                + ("; a video model of your own takes clips with --frames T" if videos else ""))
     workers = min(32, 2 * (os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:
         images = list(tqdm(pool.map(lambda item: _try_decode(item[0], preprocess, skip_bad),
@@ -216,6 +218,12 @@ def _load(path: Path, preprocess: Preprocess, progress: bool, skip_bad: bool) ->
                           fix="give an ImageFolder directory or a .npz file")
 
 
+class Layout(NamedTuple):
+    size: tuple[int, int]
+    channels: int
+    frames: int | None = None  # clips: the frames a 5-D .npz holds (None: images, or unknown)
+
+
 def native_size(path: str | Path) -> tuple[int, int] | None:
     """(height, width) of the first image of a folder or .npz: the default input size of a model
     that states none."""
@@ -223,20 +231,26 @@ def native_size(path: str | Path) -> tuple[int, int] | None:
     return layout[0] if layout else None
 
 
-def native_layout(path: str | Path) -> tuple[tuple[int, int], int] | None:
-    """((height, width), channels) of the first sample of a folder or .npz, as stored (images
-    count as RGB: they are decoded to the model's channels), or None when it cannot be told."""
+def native_layout(path: str | Path) -> Layout | None:
+    """The size and channels of the first sample of a folder or .npz, as stored (images and
+    clips count as RGB: they are decoded to the model's channels), and a 5-D .npz's frames per
+    clip; None when it cannot be told."""
     from PIL import Image
+
+    from .clips import CLIP_SUFFIXES, video_frames
 
     path = Path(path).expanduser()
     if path.is_dir():
         for f in sorted(path.rglob("*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                try:
+            try:
+                if f.suffix.lower() in IMAGE_SUFFIXES:
                     with Image.open(f) as img:
-                        return (img.size[1], img.size[0]), 3
-                except (OSError, ValueError):
-                    continue  # a bad file is reported (or skipped) when the set is loaded
+                        return Layout((img.size[1], img.size[0]), 3)
+                if f.suffix.lower() in CLIP_SUFFIXES:
+                    first = next(video_frames(f)[1])
+                    return Layout((first.size[1], first.size[0]), 3)
+            except (OSError, ValueError, StopIteration, ConvdeployError, ImportError):
+                continue  # a bad file is reported (or skipped) when the set is loaded
         return None
     if path.suffix == ".npz" and path.is_file():
         try:
@@ -245,6 +259,10 @@ def native_layout(path: str | Path) -> tuple[tuple[int, int], int] | None:
             return None  # load_images names what is wrong with the file
         if x is not None and x.ndim == 4:
             if x.dtype == np.uint8:
-                return tuple(x.shape[1:3]), int(x.shape[3])
-            return tuple(x.shape[2:4]), int(x.shape[1])
+                return Layout(tuple(x.shape[1:3]), int(x.shape[3]))
+            return Layout(tuple(x.shape[2:4]), int(x.shape[1]))
+        if x is not None and x.ndim == 5:  # clips: (N, T, H, W, C) uint8 or (N, C, T, H, W)
+            if x.dtype == np.uint8:
+                return Layout(tuple(x.shape[2:4]), int(x.shape[4]), int(x.shape[1]))
+            return Layout(tuple(x.shape[3:5]), int(x.shape[1]), int(x.shape[2]))
     return None

@@ -70,7 +70,10 @@ def capture(model: nn.Module | torch.export.ExportedProgram,
                 f"the model failed on an input of shape {tuple(example.shape)}: "
                 f"{str(exc).strip().splitlines()[0][:300]}",
                 fix="give the input size and channels the model expects "
-                    "(--size, and --mean/--std with one value per channel)") from exc
+                    "(--size, and --mean/--std with one value per channel)" + (
+                        "; this input is a batch of video clips (N, C, T, H, W): an image "
+                        "model takes images, a video model --frames T" if example.dim() == 5
+                        else "")) from exc
     if not isinstance(reference, torch.Tensor):
         raise ConvdeployError(
             f"the model returns {type(reference).__name__}, not one tensor of logits",

@@ -392,3 +392,35 @@ def test_a_truncated_image_stops_the_run_by_name_or_is_skipped_and_counted(tmp_p
     assert "skipped 1 unreadable" in res.stdout
     report = json.loads((tmp_path / "o2" / "report.json").read_text())
     assert report["data"]["eval"]["skipped_files"] == 1
+
+
+def test_a_video_model_of_your_own_through_the_import_path(tmp_path):
+    """A user's video model (``package.module:factory``): a 5-D .npz says its frames and size;
+    a folder of clips needs --frames, and without it the message says so."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "clips.npz", x=rng.integers(0, 255, (24, 6, 16, 16, 3), dtype=np.uint8),
+             y=np.arange(24) % 3)
+    out = tmp_path / "out"
+    res = cli("export", "convdeploy.models.video_motion:p3d", "--int8", "--calib",
+              tmp_path / "clips.npz", "--eval", tmp_path / "clips.npz", "--targets", "cpu-ort",
+              "--out", out, *FAST)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["data"]["preprocess"]["frames"] == 6
+    assert report["data"]["preprocess"]["size"] == [16, 16]
+    av = pytest.importorskip("av", reason="PyAV is not installed")
+    assert av
+    from convdeploy.models.clips import write_clip
+
+    (tmp_path / "folder" / "a").mkdir(parents=True)
+    write_clip(tmp_path / "folder" / "a" / "0.mp4",
+               rng.integers(0, 255, (8, 16, 16, 3), dtype=np.uint8))
+    res = cli("export", "convdeploy.models.video_motion:p3d", "--int8", "--calib",
+              tmp_path / "folder", "--eval", tmp_path / "folder", "--out", tmp_path / "o2", *FAST)
+    assert res.returncode == 2 and "--frames T" in res.stderr and "Traceback" not in res.stderr
+    res = cli("export", "convdeploy.models.video_motion:p3d", "--frames", "4", "--calib",
+              tmp_path / "folder", "--eval", tmp_path / "folder", "--targets", "cpu-ort",
+              "--out", tmp_path / "o3", *FAST)
+    assert res.returncode == 0, res.stderr

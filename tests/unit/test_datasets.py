@@ -91,9 +91,13 @@ def test_native_layout_reads_the_channel_count_of_float_npz(tmp_path):
     from convdeploy.models.datasets import native_layout
 
     np.savez(tmp_path / "sig.npz", x=np.zeros((4, 1, 64, 1), np.float32), y=np.zeros(4))
-    assert native_layout(tmp_path / "sig.npz") == ((64, 1), 1)
+    assert native_layout(tmp_path / "sig.npz") == ((64, 1), 1, None)
     np.savez(tmp_path / "u8.npz", x=np.zeros((4, 8, 6, 3), np.uint8))
-    assert native_layout(tmp_path / "u8.npz") == ((8, 6), 3)
+    assert native_layout(tmp_path / "u8.npz") == ((8, 6), 3, None)
+    np.savez(tmp_path / "clips.npz", x=np.zeros((4, 5, 8, 6, 3), np.uint8))  # (N, T, H, W, C)
+    assert native_layout(tmp_path / "clips.npz") == ((8, 6), 3, 5)
+    np.savez(tmp_path / "fclips.npz", x=np.zeros((4, 1, 5, 8, 6), np.float32))  # (N, C, T, H, W)
+    assert native_layout(tmp_path / "fclips.npz") == ((8, 6), 1, 5)
 
 
 @pytest.mark.parametrize("pre", [
