@@ -235,6 +235,10 @@ def _spec_audit(data: dict, header: list[str], extra) -> list[str]:
     lines = [f"Spec `{bench.get('spec')}`, full test split unless noted"
              + (f" (eval limit {bench['eval_limit']})" if bench.get("eval_limit") else "")
              + f". Machine: {machine(data['fingerprints']['environment'])}.", ""]
+    if bench.get("commit"):
+        lines.append(f"- convdeploy {bench['commit']}; this run {_reuse_text(bench)}.")
+    if bench.get("note"):
+        lines.append(f"- Note: {bench['note']}.")
     for model, why in bench.get("models_skipped", {}).items():
         lines.append(f"- **{model} not run**: {why}.")
     lines.append("")
@@ -324,10 +328,11 @@ def _video_checks(cells: list[dict]) -> list[str]:
                     c.get("accuracy_delta") is not None}
             if mine:
                 worst = min(mine.values(), key=lambda c: c["accuracy_delta"])
-                drop = -100 * worst["accuracy_delta"]
-                parts.append(f"{preset.upper()} largest drop {drop:+.2f} pts ({worst['target']}, "
-                             f"{len(mine)} targets; {'within' if drop <= bar else 'NOT within'} "
-                             f"{bar:.0f})")
+                change = 100 * worst["accuracy_delta"] + 0.0  # no "-0.00"
+                parts.append(f"{preset.upper()} worst change {change:+.2f} pts on "
+                             f"{worst['target']} of {len(mine)} targets ("
+                             f"{'within' if change >= -bar else 'NOT within'} the {bar:.0f}-point "
+                             "bar)")
         ref = next((c for c in ok if c["target"] == "mobile-litert-ref" and
                     c["preset"] == "w8a8"), None)
         if ref is not None and ref.get("max_lsb_vs_int_reference") is not None:
