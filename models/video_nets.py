@@ -4,10 +4,11 @@
   Video Understanding"; structure from the official code, Apache-2.0): time folded into
   channels (channel = c * T + t), then a 2-D network of Channel-Time Learning (CTL) blocks:
   an SE-style gate ``sigmoid(conv1x1(relu(bn(conv1x1(avgpool(x))))))`` without reduction, a
-  "temporal" 1x1 conv on gate * x, and a spatial branch ``conv3x3(x) * sigmoid(conv3x3(
-  conv7x7(relu(bn(conv3x3(gate * x)))) + pos_embed))`` with a learned position embedding; the
-  two summed and batch-normalised (a BatchNorm after an Add). Downsampling by a depthwise 2x2
-  stride-2 conv + BN. Depth and width reduced to train on 2 CPU cores.
+  "temporal" 1x1 conv on gate * x, and a spatial branch (the official ``SpatialConv``)
+  ``conv3x3(x) * sigmoid(conv3x3(relu(bn(conv7x7(relu(bn(conv3x3(gate * x))) + pos_embed)))))``
+  whose middle runs on 16 channels (a dense 7x7 convolution) with a learned position embedding;
+  the two summed and batch-normalised (a BatchNorm after an Add). Downsampling by a depthwise
+  2x2 stride-2 conv + BN. Depth and width reduced to train on 2 CPU cores.
 - ``P3D`` (Qiu et al. 2017, "Learning Spatio-Temporal Representation with Pseudo-3D Residual
   Networks"): 3x3x3 convolutions factored into a 1x3x3 spatial and a 3x1x1 temporal
   ``nn.Conv3d``, in bottleneck blocks cycling P3D-A (serial), P3D-B (parallel) and P3D-C
@@ -24,25 +25,28 @@ def _bn_relu(c: int) -> nn.Sequential:
 
 
 class ChannelTimeLearning(nn.Module):
-    """SqueezeTime's CTL module on ``c`` channels of an ``hw``-sized map."""
+    """SqueezeTime's CTL module on ``c`` channels of an ``hw``-sized map (the spatial branch's
+    middle on ``inner`` channels, 16 in the official code)."""
 
-    def __init__(self, c: int, hw: tuple[int, int]) -> None:
+    def __init__(self, c: int, hw: tuple[int, int], inner: int = 16) -> None:
         super().__init__()
         self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, c, 1),
                                   nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.Conv2d(c, c, 1),
                                   nn.Sigmoid())
         self.temporal = nn.Conv2d(c, c, 1, bias=False)
-        self.spatial = nn.Conv2d(c, c, 3, padding=1, bias=False)
-        self.attend = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c),
-                                    nn.ReLU(inplace=True),
-                                    nn.Conv2d(c, c, 7, padding=3, groups=c))
-        self.attend_out = nn.Conv2d(c, c, 3, padding=1)
-        self.pos_embed = nn.Parameter(torch.zeros(1, c, *hw))
+        self.spatial = nn.Conv2d(c, c, 3, padding=1)
+        self.attend = nn.Sequential(nn.Conv2d(c, inner, 3, padding=1), nn.BatchNorm2d(inner),
+                                    nn.ReLU(inplace=True))
+        self.attend_out = nn.Sequential(nn.Conv2d(inner, inner, 7, padding=3),
+                                        nn.BatchNorm2d(inner), nn.ReLU(inplace=True),
+                                        nn.Conv2d(inner, c, 3, padding=1), nn.Sigmoid())
+        self.pos_embed = nn.Parameter(torch.zeros(1, inner, *hw))
+        nn.init.kaiming_normal_(self.pos_embed, mode="fan_out", nonlinearity="relu")
         self.norm = nn.BatchNorm2d(c)  # after the Add of the two linear branches
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gated = self.gate(x) * x
-        attention = torch.sigmoid(self.attend_out(self.attend(gated) + self.pos_embed))
+        attention = self.attend_out(self.attend(gated) + self.pos_embed)
         return self.norm(self.temporal(gated) + self.spatial(x) * attention)
 
 

@@ -24,3 +24,17 @@ def test_zoo_model_runs_bit_exact_on_integer_targets(name):
     assert EXPECTED[name] <= {op.kind for op in rt.graph.ops}
     np.testing.assert_array_equal(rt.litert_ref, rt.int_reference)
     assert rt.lsb(rt.ort) <= 12  # random weights; trained models are measured in bench/
+
+
+def test_squeezetime_runs_bit_exact_on_integer_targets():
+    """The video zoo's SqueezeTime (random weights, time folded into channels): its sigmoid
+    gates, broadcast products, position embedding and post-Add BatchNorm on every integer
+    consumer, the integer reference equal to LiteRT's reference kernels."""
+    from convdeploy.models.video_nets import SqueezeTime
+
+    torch.manual_seed(0)
+    model = SqueezeTime(5, frames=4, size=(16, 16), widths=(8, 16, 16))
+    rt = roundtrip(model, (3, 4, 16, 16), samples=8, float_model=False)
+    assert {OpKind.LOGISTIC, OpKind.MUL, OpKind.MEAN} <= {op.kind for op in rt.graph.ops}
+    np.testing.assert_array_equal(rt.litert_ref, rt.int_reference)
+    assert rt.lsb(rt.ort) <= 12
