@@ -120,8 +120,8 @@ def _rewrite_conv(gm: GraphModule, node: Node) -> None:
     form = plan((kt, kh, kw), strides, (*padding, *padding), groups)
     b = _Builder(gm, node)
     if form == "spatial":
-        conv, y = _spatial(b, x, weight[:, :, 0], bias, (c, t, h, w), strides[1:], padding[1:],
-                     dilations[1:], groups, name)
+        conv, y = _spatial(b, x, weight[:, :, 0], bias, (c, t, h, w), strides[1:],
+                           padding[1:], dilations[1:], groups, name)
     elif form == "temporal":
         st, dt, pt = strides[0], dilations[0], padding[0]
         t_out = (t + 2 * pt - dt * (kt - 1) - 1) // st + 1
@@ -137,8 +137,9 @@ def _rewrite_conv(gm: GraphModule, node: Node) -> None:
         taps = [b.call(aten.slice.Tensor, x, 2, k * dt, k * dt + (t_out - 1) * st + 1, st)
                 for k in range(kt)]
         conv, y = _spatial(b, b.call(aten.cat.default, taps, 1),
-                     weight.transpose(1, 2).reshape(o, kt * c, kh, kw), bias,
-                     (kt * c, t_out, h, w), strides[1:], padding[1:], dilations[1:], 1, name)
+                           weight.transpose(1, 2).reshape(o, kt * c, kh, kw), bias,
+                           (kt * c, t_out, h, w), strides[1:], padding[1:], dilations[1:], 1,
+                           name)
     else:
         raise ConvdeployError(
             f"Conv3d {name}: a grouped {kt}x{kh}x{kw} kernel has no exact 2-D form",
