@@ -53,6 +53,11 @@ def _default_layout(rank: int) -> tuple[int, ...]:
     return NHWC if rank == 4 else tuple(range(rank))
 
 
+def _channels_last(rank: int) -> tuple[int, ...]:
+    """(N, spatial axes..., C): NHWC for 4-D, (N, T, H, W, C) for 5-D."""
+    return (0, *range(2, rank), 1)
+
+
 def _inverse(perm) -> tuple[int, ...]:
     out = [0] * len(perm)
     for i, p in enumerate(perm):
@@ -370,17 +375,22 @@ class _Writer:
     def reshape(self, op: Op) -> None:
         """RESHAPE reorders elements in ONNX's order: the input is read in its ONNX axis order
         (a TRANSPOSE unless its layout already has that memory order), the output is written
-        in ONNX order, or NHWC when that is the same memory order."""
+        in ONNX order, or NHWC when that is the same memory order. A reshape that keeps the
+        channel axis whole (only the axes after it merge or split, as in the (2+1)D rewrite's
+        frame stacking) is the same reshape in channels-last memory: no TRANSPOSE."""
         shape, out_shape = self.shapes[op.inputs[0]], self.shapes[op.output]
-        rank = len(shape)
-        have = self.layout_of(op.inputs[0])
-        onnx_order = tuple(range(rank))
-        src = self.tensor(op.inputs[0], have if _same_order(shape, have, onnx_order)
-                          else onnx_order)
-        out_rank = len(out_shape)
-        layout = _default_layout(out_rank)
-        if not _same_order(out_shape, layout, tuple(range(out_rank))):
-            layout = tuple(range(out_rank))
+        rank, out_rank = len(shape), len(out_shape)
+        if min(rank, out_rank) >= 3 and shape[1] == out_shape[1]:
+            src = self.tensor(op.inputs[0], _channels_last(rank))
+            layout = _channels_last(out_rank)
+        else:
+            have = self.layout_of(op.inputs[0])
+            onnx_order = tuple(range(rank))
+            src = self.tensor(op.inputs[0], have if _same_order(shape, have, onnx_order)
+                              else onnx_order)
+            layout = _default_layout(out_rank)
+            if not _same_order(out_shape, layout, tuple(range(out_rank))):
+                layout = tuple(range(out_rank))
         dst = self.output(op.output, layout)
         target = [-1, *self.tensors[dst].shape[1:]]
         opts = self.s.ReshapeOptionsT()
@@ -472,6 +482,10 @@ class _Writer:
         s = self.s
         out = self.graph.output
         output = self.tensor(out, _default_layout(len(self.shapes[out])))
+        inner = self.index[(out, self.layout_of(out))]
+        if inner != output:  # produced in another layout: the graph output keeps the name
+            self.tensors[inner].name, self.tensors[output].name = (self.tensors[output].name,
+                                                                   self.tensors[inner].name)
         sub = s.SubGraphT()
         sub.tensors, sub.operators, sub.name = self.tensors, self.operators, "main"
         inp = self.graph.input
