@@ -339,14 +339,15 @@ class Prepared:
 
 
 def capture_model(loaded: LoadedModel, source: ModelSource, example):
-    """The captured graph of ``loaded`` in the form ``source`` asks for; the Conv3d layers
-    rewritten to 2-D and the BatchNorms folded for that (both empty for the 5-D form)."""
-    from convdeploy.quant.conv3d_form import conv3d_as_2d
+    """The captured graph of ``loaded`` in the form ``source`` asks for (``TwoD``: the graph,
+    the Conv3d layers rewritten to 2-D and the BatchNorms folded for that; both lists are
+    empty for the 5-D form)."""
+    from convdeploy.quant.conv3d_form import TwoD, conv3d_as_2d
     from convdeploy.quant.graph import capture
 
     gm = capture(loaded.model, example)
     if not source.conv3d_as_2d:
-        return gm, [], []
+        return TwoD(gm, [], [])
     two_d = conv3d_as_2d(gm, example)
     if not two_d.convs:
         raise ConvdeployError(f"{loaded.name} has no Conv3d: --conv3d-as-2d does not apply",

@@ -58,7 +58,7 @@ def inspect_layers(cfg: DeployConfig, *, top: int = 5) -> SensitivityReport:
     calib, evaluation = resolve_data(cfg.data, loaded, preprocess, progress=cfg.progress)
     evaluation = evaluation.subset(cfg.data.eval_limit or DEFAULT_SAMPLES, seed=cfg.data.seed)
     x = torch.from_numpy(evaluation.normalized(preprocess))
-    qm = prepare(capture_model(loaded, cfg.model, x[:2])[0], cfg.scheme)
+    qm = prepare(capture_model(loaded, cfg.model, x[:2]).graph, cfg.scheme)
     apply_ptq(qm, [torch.from_numpy(b) for b in calib.batches(preprocess, 64)],
               effective_ptq(cfg), progress=cfg.progress)
     rows = layer_sensitivity(qm, x, evaluation.labels)
