@@ -17,39 +17,11 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 REPO = ROOT.parent
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+sys.path.insert(0, str(ROOT))  # the sibling render modules, also when imported from tests
 
-
-def _load(name: str) -> dict | None:
-    path = RESULTS / name
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.2f}%"
-
-
-def _ms(v) -> str:
-    return "-" if v is None else (f"{v:.3f}" if v < 10 else f"{v:.1f}")
-
-
-def _kb(v) -> str:
-    return "-" if not v else f"{v / 1024:,.0f} KB"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(str(c) for c in r) + " |" for r in rows)]
-
-
-def machine(env: dict) -> str:
-    """``Intel Xeon, 2 cores, torch 2.13.0, ...`` from a result's environment block."""
-    versions = env.get("versions", {})
-    libs = ", ".join(f"{k} {v}" for k, v in versions.items() if v and k != "convdeploy")
-    cores = f", {env['cores']} cores" if env.get("cores") else ""
-    return f"{env.get('cpu', '?')}{cores}; {libs}"
-
-
-# ---------------------------------------------------------------- the audit
+from render_tables import (_AUDIT_COLUMNS, _kb, _load, _ms, _num, _pct,  # noqa: E402
+                           _reuse_text, _spec_audit, _table, machine)
+from render_video import _video_checks, video_demo_summary, video_section  # noqa: E402
 
 
 def audit_section(data: dict, title: str) -> list[str]:
@@ -128,15 +100,6 @@ def _not_run(cells: list[dict], model: str) -> list[str]:
             lines.append(f"- {c['scheme']} on {c['target']}: {c.get('status')}: "
                          f"{(c.get('reason') or '').strip()[:200]}")
     return lines + [""] if lines else []
-
-
-def _reuse_text(bench: dict) -> str:
-    """What a run computed and reused, and what its immediate rerun recomputed."""
-    return (f"computed {sum(bench.get('units_computed', {}).values())} units in "
-            f"{bench.get('wall_seconds', 0) / 60:.1f} min and reused "
-            f"{sum(bench.get('units_reused_first_run', {}).values())} from an earlier run of the "
-            f"same folder; a rerun took {bench.get('rerun_wall_seconds', 0):.1f} s and "
-            f"recomputed {sum(bench.get('rerun_units_computed', {}).values())}")
 
 
 def audit_summary(data: dict) -> list[str]:
@@ -228,42 +191,6 @@ def cpu_int8_section() -> list[str]:
                 f"{v['ort_static_int8_over_float']:.2f})" for t, v in ratio.items()) + ".", ""]
 
 
-def _spec_audit(data: dict, header: list[str], extra) -> list[str]:
-    """An audit-backed benchmark's tables, one per model: accuracy, agreement, LSB distance
-    and the columns ``extra(group of cells, first cell)`` adds."""
-    bench = data.get("benchmark", {})
-    lines = [f"Spec `{bench.get('spec')}`, full test split unless noted"
-             + (f" (eval limit {bench['eval_limit']})" if bench.get("eval_limit") else "")
-             + f". Machine: {machine(data['fingerprints']['environment'])}.", ""]
-    if bench.get("commit"):
-        lines.append(f"- convdeploy {bench['commit']}; this run {_reuse_text(bench)}.")
-    if bench.get("note"):
-        lines.append(f"- Note: {bench['note']}.")
-    for model, why in bench.get("models_skipped", {}).items():
-        lines.append(f"- **{model} not run**: {why}.")
-    lines.append("")
-    cells = data["cells"]
-    for model in dict.fromkeys(c["model"] for c in cells):
-        rows = []
-        mine = [c for c in cells if c["model"] == model]
-        for key in dict.fromkeys((c["scheme"], c["target"]) for c in mine):
-            group = [c for c in mine if (c["scheme"], c["target"]) == key]
-            first = group[0]
-            if first.get("status") != "ok":
-                rows.append([*key, "not run: " + str(first.get("reason", ""))[:90]]
-                            + ["-"] * (len(header) - 3))
-                continue
-            rows.append([*key, _pct(first.get("accuracy")), _pct(first.get("top1_agreement")),
-                         _num(first.get("sqnr_db"), 1),
-                         _num(first.get("max_lsb_vs_int_reference"), 0), *extra(group, first)])
-        lines += [f"**{model}**", "", *_table(header, rows), ""]
-    return lines
-
-
-_AUDIT_COLUMNS = ["scheme", "target", "accuracy", "top-1 agreement", "SQNR dB",
-                  "max LSB vs int-ref"]
-
-
 def modern_convnets_section() -> list[str]:
     """bench/modern_convnets.py: every zoo model x scheme x target, with its float islands."""
     data = _load("modern_convnets.json")
@@ -278,106 +205,6 @@ def modern_convnets_section() -> list[str]:
                 _num(ratio.get(1), 2), _num(ratio.get(32), 2)]
     return _spec_audit(data, [*_AUDIT_COLUMNS, "float islands", "float/int8 time, batch 1",
                               "batch 32"], extra)
-
-
-def video_section() -> list[str]:
-    """bench/video.py: the video zoo x scheme x target; the single-frame baselines."""
-    data = _load("video.json")
-    if data is None:
-        return ["Not run yet: train the video models (`python -m convdeploy.models.video_motion "
-                "--model NAME --train ... --eval ...`), then `python bench/video.py`.", ""]
-
-    def extra(group, first):
-        ratio = {c.get("threads"): c.get("speedup_vs_float") for c in group}
-        ms = {c.get("threads"): c.get("latency_median_ms") for c in group}
-        return [_video_form(first), _num(ms.get(1), 2), _num(ms.get(2), 2),
-                _num(ratio.get(1), 2), _num(ratio.get(2), 2)]
-    lines = _spec_audit(data, [*_AUDIT_COLUMNS, "form", "ms/clip 1 thread", "2 threads",
-                               "float/int8 time, 1 thread", "2 threads"], extra)
-    lines += _video_checks(data["cells"]) + _video_forms(data["cells"])
-    for model, runs in data.get("single_frame_baseline", {}).items():
-        if "model" in runs and "single_frame" in runs:
-            lines.append(f"- {model}: recipe's float model {_pct(runs['model']['test_accuracy'])}"
-                         f", single-frame baseline {_pct(runs['single_frame']['test_accuracy'])} "
-                         f"(chance {_pct(runs['single_frame']['chance'])}).")
-    return lines + [""]
-
-
-TWO_D = " (2-D form)"
-
-
-def _video_form(cell: dict) -> str:
-    """Which form of a video model a cell ran: the 5-D QDQ, the lowering's 2-D rewrite, or the
-    same rewrite exported by --conv3d-as-2d."""
-    rewritten = (cell.get("runtime") or {}).get("rewritten_2d")
-    if cell["model"].endswith(TWO_D):
-        return "2-D (--conv3d-as-2d)"
-    return "5-D (QDQ)" if rewritten is None else f"2-D ({len(rewritten)} rewritten)"
-
-
-def _video_checks(cells: list[dict]) -> list[str]:
-    """Issue 12's bars, from the cells: W8A8 within 1 point and W4A8 within 2 of float on every
-    target; LiteRT's reference kernels against the integer reference; int8/float on LiteRT."""
-    lines = ["Checks (accuracy differences against the torch float model on the same clips; "
-             "int8/float: float time over int8 time at batch 1):", ""]
-    for model in dict.fromkeys(c["model"] for c in cells):
-        ok = [c for c in cells if c["model"] == model and c.get("status") == "ok"]
-        parts = []
-        for preset, bar in (("w8a8", 1.0), ("w4a8", 2.0)):
-            mine = {c["target"]: c for c in ok if c["preset"] == preset and
-                    c.get("accuracy_delta") is not None}
-            if mine:
-                worst = min(mine.values(), key=lambda c: c["accuracy_delta"])
-                change = 100 * worst["accuracy_delta"] + 0.0  # no "-0.00"
-                parts.append(f"{preset.upper()} worst change {change:+.2f} pts on "
-                             f"{worst['target']} of {len(mine)} targets ("
-                             f"{'within' if change >= -bar else 'NOT within'} the {bar:.0f}-point "
-                             "bar)")
-        ref = next((c for c in ok if c["target"] == "mobile-litert-ref" and
-                    c["preset"] == "w8a8"), None)
-        if ref is not None and ref.get("max_lsb_vs_int_reference") is not None:
-            parts.append(f"mobile-litert-ref vs int-reference max {ref['max_lsb_vs_int_reference']}"
-                         f" LSB ({100 * ref['bit_exact_fraction']:.2f}% of outputs equal)")
-        speed = {c.get("threads"): c.get("speedup_vs_float") for c in ok
-                 if c["target"] == "mobile-litert" and c["preset"] == "w8a8"}
-        if any(speed.values()):
-            parts.append("int8/float on mobile-litert " + ", ".join(
-                f"{v:.2f}x ({t} thread{'s' if t > 1 else ''})" for t, v in sorted(speed.items())
-                if v))
-        if parts:
-            lines.append(f"- {model}: " + "; ".join(parts) + ".")
-    return lines + [""]
-
-
-def _video_forms(cells: list[dict]) -> list[str]:
-    """A video model's 5-D form beside its --conv3d-as-2d form on the runtimes that take both."""
-    lines = []
-    for model in {c["model"].removesuffix(TWO_D) for c in cells if c["model"].endswith(TWO_D)}:
-        rows = []
-        for scheme, target in dict.fromkeys((c["scheme"], c["target"]) for c in cells
-                                            if c["model"] == model):
-            if target not in ("cpu-ort", "cpu-openvino", "dsp-qnn-htp"):
-                continue
-            pair = [[c for c in cells if c["model"] == m and c["scheme"] == scheme and
-                     c["target"] == target and c.get("status") == "ok"]
-                    for m in (model, model + TWO_D)]
-            if not all(pair):
-                continue
-            ms = [{c.get("threads"): c.get("latency_median_ms") for c in p} for p in pair]
-            ratio = [None if not (m5.get(t) and m2.get(t)) else m5[t] / m2[t]
-                     for m5, m2, t in ((ms[0], ms[1], 1), (ms[0], ms[1], 2))]
-            rows.append([scheme, target, _pct(pair[0][0].get("accuracy")),
-                         _pct(pair[1][0].get("accuracy")), _ms(ms[0].get(1)), _ms(ms[1].get(1)),
-                         _ms(ms[0].get(2)), _ms(ms[1].get(2)),
-                         " / ".join(_num(r, 2) for r in ratio)])
-        if rows:
-            lines += [f"**{model}: 5-D form vs its 2-D form** (the rewrite LiteRT and the integer "
-                      "reference run, exported with `--conv3d-as-2d`), same run:", "",
-                      *_table(["scheme", "target", "accuracy 5-D", "accuracy 2-D",
-                               "ms/clip 5-D, 1 thread", "2-D, 1 thread", "5-D, 2 threads",
-                               "2-D, 2 threads", "5-D time / 2-D time (1 / 2 threads)"], rows),
-                      ""]
-    return lines
 
 
 def gpu_section() -> list[str]:
@@ -501,20 +328,6 @@ def fpga_summary() -> list[str]:
             + "; ".join(parts) + ".", ""]
 
 
-def video_demo_summary() -> list[str]:
-    """bench/video_demo.py: the demo on a real clip, one README line."""
-    data = _load("video_demo.json")
-    if not data or data["clip"].get("returncode") != 0:
-        return []
-    c, d = data["clip"], data["default"]
-    return [f"- Video demo (`bench/video_demo.py`, {machine(data['environment']).split(';')[0]}): "
-            f"{c['model']} int8 on {c['target']}, {c['source']} ({c['windows']} windows): "
-            f"float/int8 agreement {c['agreement']:.1%}, int8 {c['int8_ms_median']:.2f} ms "
-            f"median per window vs float {c['float_ms_median']:.2f} ms; the no-argument demo "
-            f"took {d['seconds']:.0f} s{'; ' + data['note'] if data.get('note') else ''}. Page: "
-            "[bench/results/video_demo.png](bench/results/video_demo.png).", ""]
-
-
 def _layer_rows(layers: list[dict], batch: int) -> list[str]:
     """im2win vs implicit GEMM per distinct dense-convolution shape (repeated layers: median)."""
     groups: dict[tuple, list[dict]] = {}
@@ -538,13 +351,6 @@ def _layer_rows(layers: list[dict], batch: int) -> list[str]:
             *_table(["layer (C x H x W)", "kernel/stride", "layers", "implicit GEMM ms",
                      "im2win ms", "im2win speed-up", "im2win window", "im2win allocated",
                      "im2col buffer", "input"], rows), ""]
-
-
-def _num(value, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-# ---------------------------------------------------------------- assembling
 
 
 def benchmarks_page() -> str:

@@ -1,0 +1,93 @@
+"""What every rendered table shares: reading bench/results/*.json, number formats, Markdown
+tables, the machine line, and the tables of an audit-backed benchmark (``_spec_audit``)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _ms(v) -> str:
+    return "-" if v is None else (f"{v:.3f}" if v < 10 else f"{v:.1f}")
+
+
+def _kb(v) -> str:
+    return "-" if not v else f"{v / 1024:,.0f} KB"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(str(c) for c in r) + " |" for r in rows)]
+
+
+def machine(env: dict) -> str:
+    """``Intel Xeon, 2 cores, torch 2.13.0, ...`` from a result's environment block."""
+    versions = env.get("versions", {})
+    libs = ", ".join(f"{k} {v}" for k, v in versions.items() if v and k != "convdeploy")
+    cores = f", {env['cores']} cores" if env.get("cores") else ""
+    return f"{env.get('cpu', '?')}{cores}; {libs}"
+
+
+# ---------------------------------------------------------------- the audit
+
+
+def _reuse_text(bench: dict) -> str:
+    """What a run computed and reused, and what its immediate rerun recomputed."""
+    return (f"computed {sum(bench.get('units_computed', {}).values())} units in "
+            f"{bench.get('wall_seconds', 0) / 60:.1f} min and reused "
+            f"{sum(bench.get('units_reused_first_run', {}).values())} from an earlier run of the "
+            f"same folder; a rerun took {bench.get('rerun_wall_seconds', 0):.1f} s and "
+            f"recomputed {sum(bench.get('rerun_units_computed', {}).values())}")
+
+
+def _spec_audit(data: dict, header: list[str], extra) -> list[str]:
+    """An audit-backed benchmark's tables, one per model: accuracy, agreement, LSB distance
+    and the columns ``extra(group of cells, first cell)`` adds."""
+    bench = data.get("benchmark", {})
+    lines = [f"Spec `{bench.get('spec')}`, full test split unless noted"
+             + (f" (eval limit {bench['eval_limit']})" if bench.get("eval_limit") else "")
+             + f". Machine: {machine(data['fingerprints']['environment'])}.", ""]
+    if bench.get("commit"):
+        lines.append(f"- convdeploy {bench['commit']}; this run {_reuse_text(bench)}.")
+    if bench.get("note"):
+        lines.append(f"- Note: {bench['note']}.")
+    for model, why in bench.get("models_skipped", {}).items():
+        lines.append(f"- **{model} not run**: {why}.")
+    lines.append("")
+    cells = data["cells"]
+    for model in dict.fromkeys(c["model"] for c in cells):
+        rows = []
+        mine = [c for c in cells if c["model"] == model]
+        for key in dict.fromkeys((c["scheme"], c["target"]) for c in mine):
+            group = [c for c in mine if (c["scheme"], c["target"]) == key]
+            first = group[0]
+            if first.get("status") != "ok":
+                rows.append([*key, "not run: " + str(first.get("reason", ""))[:90]]
+                            + ["-"] * (len(header) - 3))
+                continue
+            rows.append([*key, _pct(first.get("accuracy")), _pct(first.get("top1_agreement")),
+                         _num(first.get("sqnr_db"), 1),
+                         _num(first.get("max_lsb_vs_int_reference"), 0), *extra(group, first)])
+        lines += [f"**{model}**", "", *_table(header, rows), ""]
+    return lines
+
+
+_AUDIT_COLUMNS = ["scheme", "target", "accuracy", "top-1 agreement", "SQNR dB",
+                  "max LSB vs int-ref"]
+
+
+def _num(value, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+# ---------------------------------------------------------------- assembling

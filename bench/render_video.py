@@ -1,0 +1,120 @@
+"""The video tables: bench/video.py's audit (forms, issue 12's checks, the 5-D vs 2-D table)
+and bench/video_demo.py's README line."""
+from __future__ import annotations
+
+from render_tables import (_AUDIT_COLUMNS, _load, _ms, _num, _pct, _spec_audit, _table,
+                           machine)
+
+
+def video_section() -> list[str]:
+    """bench/video.py: the video zoo x scheme x target; the single-frame baselines."""
+    data = _load("video.json")
+    if data is None:
+        return ["Not run yet: train the video models (`python -m convdeploy.models.video_motion "
+                "--model NAME --train ... --eval ...`), then `python bench/video.py`.", ""]
+
+    def extra(group, first):
+        ratio = {c.get("threads"): c.get("speedup_vs_float") for c in group}
+        ms = {c.get("threads"): c.get("latency_median_ms") for c in group}
+        return [_video_form(first), _num(ms.get(1), 2), _num(ms.get(2), 2),
+                _num(ratio.get(1), 2), _num(ratio.get(2), 2)]
+    lines = _spec_audit(data, [*_AUDIT_COLUMNS, "form", "ms/clip 1 thread", "2 threads",
+                               "float/int8 time, 1 thread", "2 threads"], extra)
+    lines += _video_checks(data["cells"]) + _video_forms(data["cells"])
+    for model, runs in data.get("single_frame_baseline", {}).items():
+        if "model" in runs and "single_frame" in runs:
+            lines.append(f"- {model}: recipe's float model {_pct(runs['model']['test_accuracy'])}"
+                         f", single-frame baseline {_pct(runs['single_frame']['test_accuracy'])} "
+                         f"(chance {_pct(runs['single_frame']['chance'])}).")
+    return lines + [""]
+
+
+TWO_D = " (2-D form)"
+
+
+def _video_form(cell: dict) -> str:
+    """Which form of a video model a cell ran: the 5-D QDQ, the lowering's 2-D rewrite, or the
+    same rewrite exported by --conv3d-as-2d."""
+    rewritten = (cell.get("runtime") or {}).get("rewritten_2d")
+    if cell["model"].endswith(TWO_D):
+        return "2-D (--conv3d-as-2d)"
+    return "5-D (QDQ)" if rewritten is None else f"2-D ({len(rewritten)} rewritten)"
+
+
+def _video_checks(cells: list[dict]) -> list[str]:
+    """Issue 12's bars, from the cells: W8A8 within 1 point and W4A8 within 2 of float on every
+    target; LiteRT's reference kernels against the integer reference; int8/float on LiteRT."""
+    lines = ["Checks (accuracy differences against the torch float model on the same clips; "
+             "int8/float: float time over int8 time at batch 1):", ""]
+    for model in dict.fromkeys(c["model"] for c in cells):
+        ok = [c for c in cells if c["model"] == model and c.get("status") == "ok"]
+        parts = []
+        for preset, bar in (("w8a8", 1.0), ("w4a8", 2.0)):
+            mine = {c["target"]: c for c in ok if c["preset"] == preset and
+                    c.get("accuracy_delta") is not None}
+            if mine:
+                worst = min(mine.values(), key=lambda c: c["accuracy_delta"])
+                change = 100 * worst["accuracy_delta"] + 0.0  # no "-0.00"
+                parts.append(f"{preset.upper()} worst change {change:+.2f} pts on "
+                             f"{worst['target']} of {len(mine)} targets ("
+                             f"{'within' if change >= -bar else 'NOT within'} the {bar:.0f}-point "
+                             "bar)")
+        ref = next((c for c in ok if c["target"] == "mobile-litert-ref" and
+                    c["preset"] == "w8a8"), None)
+        if ref is not None and ref.get("max_lsb_vs_int_reference") is not None:
+            parts.append(f"mobile-litert-ref vs int-reference max {ref['max_lsb_vs_int_reference']}"
+                         f" LSB ({100 * ref['bit_exact_fraction']:.2f}% of outputs equal)")
+        speed = {c.get("threads"): c.get("speedup_vs_float") for c in ok
+                 if c["target"] == "mobile-litert" and c["preset"] == "w8a8"}
+        if any(speed.values()):
+            parts.append("int8/float on mobile-litert " + ", ".join(
+                f"{v:.2f}x ({t} thread{'s' if t > 1 else ''})" for t, v in sorted(speed.items())
+                if v))
+        if parts:
+            lines.append(f"- {model}: " + "; ".join(parts) + ".")
+    return lines + [""]
+
+
+def _video_forms(cells: list[dict]) -> list[str]:
+    """A video model's 5-D form beside its --conv3d-as-2d form on the runtimes that take both."""
+    lines = []
+    for model in {c["model"].removesuffix(TWO_D) for c in cells if c["model"].endswith(TWO_D)}:
+        rows = []
+        for scheme, target in dict.fromkeys((c["scheme"], c["target"]) for c in cells
+                                            if c["model"] == model):
+            if target not in ("cpu-ort", "cpu-openvino", "dsp-qnn-htp"):
+                continue
+            pair = [[c for c in cells if c["model"] == m and c["scheme"] == scheme and
+                     c["target"] == target and c.get("status") == "ok"]
+                    for m in (model, model + TWO_D)]
+            if not all(pair):
+                continue
+            ms = [{c.get("threads"): c.get("latency_median_ms") for c in p} for p in pair]
+            ratio = [None if not (m5.get(t) and m2.get(t)) else m5[t] / m2[t]
+                     for m5, m2, t in ((ms[0], ms[1], 1), (ms[0], ms[1], 2))]
+            rows.append([scheme, target, _pct(pair[0][0].get("accuracy")),
+                         _pct(pair[1][0].get("accuracy")), _ms(ms[0].get(1)), _ms(ms[1].get(1)),
+                         _ms(ms[0].get(2)), _ms(ms[1].get(2)),
+                         " / ".join(_num(r, 2) for r in ratio)])
+        if rows:
+            lines += [f"**{model}: 5-D form vs its 2-D form** (the rewrite LiteRT and the integer "
+                      "reference run, exported with `--conv3d-as-2d`), same run:", "",
+                      *_table(["scheme", "target", "accuracy 5-D", "accuracy 2-D",
+                               "ms/clip 5-D, 1 thread", "2-D, 1 thread", "5-D, 2 threads",
+                               "2-D, 2 threads", "5-D time / 2-D time (1 / 2 threads)"], rows),
+                      ""]
+    return lines
+
+
+def video_demo_summary() -> list[str]:
+    """bench/video_demo.py: the demo on a real clip, one README line."""
+    data = _load("video_demo.json")
+    if not data or data["clip"].get("returncode") != 0:
+        return []
+    c, d = data["clip"], data["default"]
+    return [f"- Video demo (`bench/video_demo.py`, {machine(data['environment']).split(';')[0]}): "
+            f"{c['model']} int8 on {c['target']}, {c['source']} ({c['windows']} windows): "
+            f"float/int8 agreement {c['agreement']:.1%}, int8 {c['int8_ms_median']:.2f} ms "
+            f"median per window vs float {c['float_ms_median']:.2f} ms; the no-argument demo "
+            f"took {d['seconds']:.0f} s{'; ' + data['note'] if data.get('note') else ''}. Page: "
+            "[bench/results/video_demo.png](bench/results/video_demo.png).", ""]
