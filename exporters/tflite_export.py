@@ -351,12 +351,78 @@ class _Writer:
         for start, stop, axis, step in zip(*(op.attrs[k] for k in
                                              ("starts", "ends", "axes", "steps"))):
             begin[axis], end[axis], strides[axis] = start, min(stop, shape[axis]), step
+        if self._decimation(op, begin, end, strides, layout):
+            self.decimate(op, src, dst, strides[-2:])
+            return
         opts = self.s.StridedSliceOptionsT()
         opts.beginMask = opts.endMask = 1 << layout.index(0)  # the batch: all of it
         self.operator("STRIDED_SLICE", [src] + [
             self.const_int32(f"{op.name}.{k}", [v[i] for i in layout])
             for k, v in (("begin", begin), ("end", end), ("strides", strides))],
             [dst], "StridedSliceOptions", opts)
+
+    def _decimation(self, op: Op, begin, end, strides, layout) -> bool:
+        """Is the slice ``x[..., ::sh, ::sw]`` of a channels-last activation (every other axis
+        whole)? XNNPACK delegates no STRIDED_SLICE with a step, so the graph would split."""
+        shape, rank = self.shapes[op.inputs[0]], len(begin)
+        whole = all(b == 0 and e >= d for b, e, d in zip(begin, end, shape))
+        return (rank >= 4 and tuple(layout) == _channels_last(rank) and whole
+                and all(s == 1 for s in strides[:-2]) and max(strides[-2:]) > 1
+                and self.graph.quant.get(op.inputs[0]) == self.graph.quant.get(op.output))
+
+    def decimate(self, op: Op, src: int, dst: int, steps) -> None:
+        """``x[..., ::sh, ::sw]`` as a 1x1 DEPTHWISE_CONV_2D of stride (sh, sw) whose weights
+        are 1 (int8 code 1, scale 1.0; bias 0; output encoding = input encoding): the
+        requantization multiplier is exactly 1, so every code passes unchanged (float: x * 1.0
+        + 0.0). Leading axes beyond NHWC are merged into the batch by free RESHAPEs."""
+        in_shape, out_shape = self.tensors[src].shape, self.tensors[dst].shape
+        channels = int(in_shape[-1])
+        if len(in_shape) > 4:
+            src = self._batch_folded(op.inputs[0], src, f"{op.name}.folded_in")
+            conv_out = self._new(op.output, NHWC, f"{op.name}.folded_out",
+                                 shape=(int(np.prod(out_shape[:-3])), channels,
+                                        *(int(d) for d in out_shape[-3:-1])))
+            conv_out_dst = conv_out
+        else:
+            conv_out_dst = dst
+        quantized = op.inputs[0] in self.graph.quant
+        ttype = self.s.TensorType.INT8 if quantized else self.s.TensorType.FLOAT32
+        ones = np.ones((1, 1, 1, channels), dtype=np.int8 if quantized else np.float32)
+        w = self._add_tensor(f"{op.name}.ones", [1, 1, 1, channels], ttype, ones,
+                             self._quant(np.ones(channels), np.zeros(channels), 3)
+                             if quantized else None)
+        if quantized:
+            scale = np.float32(self.graph.quant[op.inputs[0]].scale)
+            b = self._add_tensor(f"{op.name}.zero_bias", [channels], self.s.TensorType.INT32,
+                                 np.zeros(channels, dtype=np.int32),
+                                 self._quant(np.full(channels, scale), np.zeros(channels)))
+        else:
+            b = self._add_tensor(f"{op.name}.zero_bias", [channels], self.s.TensorType.FLOAT32,
+                                 np.zeros(channels, dtype=np.float32))
+        opts = self.s.DepthwiseConv2DOptionsT()
+        opts.padding, opts.depthMultiplier = self.s.Padding.VALID, 1
+        opts.strideH, opts.strideW = (int(v) for v in steps)
+        opts.dilationHFactor = opts.dilationWFactor = 1
+        self.operator("DEPTHWISE_CONV_2D", [src, w, b], [conv_out_dst],
+                      "DepthwiseConv2DOptions", opts)
+        if conv_out_dst != dst:
+            target = [-1, *out_shape[1:]]
+            ropts = self.s.ReshapeOptionsT()
+            ropts.newShape = target
+            self.operator("RESHAPE", [conv_out, self.const_int32(f"{op.name}.unfold", target)],
+                          [dst], "ReshapeOptions", ropts)
+
+    def _batch_folded(self, name: str, src: int, label: str) -> int:
+        """A channels-last tensor of rank > 4 with its leading axes merged into the batch."""
+        shape = [int(d) for d in self.tensors[src].shape]
+        target = [-1, *shape[-3:]]
+        folded = self._new(name, NHWC, label,
+                           shape=(int(np.prod(shape[:-3])), shape[-1], *shape[-3:-1]))
+        opts = self.s.ReshapeOptionsT()
+        opts.newShape = target
+        self.operator("RESHAPE", [src, self.const_int32(f"{label}.shape", target)], [folded],
+                      "ReshapeOptions", opts)
+        return folded
 
     def transpose(self, op: Op) -> None:
         """Usually free: the output takes the layout in which TFLite's memory order is the

@@ -37,6 +37,20 @@ class LiteRtRunnable:
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
 
+    def delegation(self) -> dict[str, Any]:
+        """How XNNPACK took the graph: the partitions it runs and the ops left to LiteRT's own
+        kernels (each op outside a partition splits the graph and converts nothing, but runs
+        unoptimised); empty where this LiteRT does not list its execution plan."""
+        self.interpreter.allocate_tensors()
+        self._batch = None
+        try:
+            names = [op["op_name"] for op in self.interpreter._get_ops_details()]
+        except (AttributeError, KeyError, RuntimeError):  # a private API: LiteRT may drop it
+            return {}
+        outside = sorted({n for n in names if n != "DELEGATE"})
+        return {"xnnpack_partitions": names.count("DELEGATE"),
+                "ops_outside_xnnpack": {n: names.count(n) for n in outside}}
+
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         (x,) = inputs.values()
         x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).transpose(0, 2, 3, 1)
@@ -77,12 +91,15 @@ class LiteRtTarget(TargetBase):
                 options: RuntimeOptions = RuntimeOptions()) -> LiteRtRunnable:
         import importlib.metadata as md
 
-        return LiteRtRunnable(artifact.path, self.resolver, options.threads,
-                              {"runtime": f"ai-edge-litert {md.version('ai-edge-litert')}",
-                               "kernels": "XNNPACK" if self.resolver == "AUTO" else "reference",
-                               "layout": "NHWC",
-                               "float_islands": artifact.details.get("float_islands", []),
-                               "rewritten_2d": artifact.details.get("rewritten_2d", [])})
+        runnable = LiteRtRunnable(artifact.path, self.resolver, options.threads,
+                                  {"runtime": f"ai-edge-litert {md.version('ai-edge-litert')}",
+                                   "kernels": "XNNPACK" if self.resolver == "AUTO"
+                                   else "reference", "layout": "NHWC",
+                                   "float_islands": artifact.details.get("float_islands", []),
+                                   "rewritten_2d": artifact.details.get("rewritten_2d", [])})
+        if self.resolver == "AUTO":
+            runnable.details.update(runnable.delegation())
+        return runnable
 
 
 class LiteRtReferenceTarget(LiteRtTarget):

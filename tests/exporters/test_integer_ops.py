@@ -286,18 +286,65 @@ class ChannelsLastMlp(nn.Module):
         return self.fc((x + y.permute(0, 3, 1, 2)).mean((2, 3)))
 
 
-def test_channels_last_linear_layers_need_no_transpose_in_tflite():
+def _tflite_ops(rt) -> list[tuple[str, object]]:
+    """(builtin name, options) of each operator in the round trip's .tflite, in order."""
     from ai_edge_litert import schema_py_generated as schema
 
+    model = schema.ModelT.InitFromPackedBuf(rt.tflite.path.read_bytes(), 0)
+    names = {c: n for n, c in vars(schema.BuiltinOperator).items() if isinstance(c, int)}
+    return [(names[model.operatorCodes[o.opcodeIndex].builtinCode], o.builtinOptions)
+            for o in model.subgraphs[0].operators]
+
+
+def test_channels_last_linear_layers_need_no_transpose_in_tflite():
     rt = roundtrip(ChannelsLastMlp(), (3, 16, 16))
     kinds = [op.kind for op in rt.graph.ops]
     assert kinds.count(OpKind.FULLY_CONNECTED) == 3 and OpKind.MUL not in kinds  # scale folded
     _check(rt)
-    model = schema.ModelT.InitFromPackedBuf(rt.tflite.path.read_bytes(), 0)
-    names = {c: n for n, c in vars(schema.BuiltinOperator).items() if isinstance(c, int)}
-    ops = [names[model.operatorCodes[o.opcodeIndex].builtinCode]
-           for o in model.subgraphs[0].operators]
+    ops = [name for name, _ in _tflite_ops(rt)]
     assert "TRANSPOSE" not in ops, ops  # both permutes became layout choices
+
+
+class Decimations(nn.Module):
+    """P3D-B's ``y[..., ::s, ::s]`` (a temporal branch on the strided grid): on a 5-D clip
+    activation and on a 4-D map, odd sizes, a step on one axis and steps of 2 and 3."""
+
+    def __init__(self, video: bool) -> None:
+        super().__init__()
+        conv = nn.Conv3d if video else nn.Conv2d
+        k, p = ((1, 3, 3), (0, 1, 1)) if video else (3, 1)
+        self.video = video
+        self.conv = conv(3, 8, k, padding=p)
+        self.fc = nn.Linear(8 * 3, 5)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        dims = (2, 3, 4) if self.video else (2, 3)
+        parts = [y[..., ::2, ::2], y[..., ::3, :], y[..., :, ::3]]
+        return self.fc(torch.cat([q.mean(dims) for q in parts], 1))
+
+
+@pytest.mark.parametrize("video,shape", [(True, (3, 2, 7, 6)), (False, (3, 9, 7))],
+                         ids=["5-d", "4-d"])
+def test_spatial_decimation_is_a_delegable_depthwise_conv_bit_exact(video, shape):
+    """XNNPACK delegates no STRIDED_SLICE with a step (the graph splits in two partitions), so
+    the writer emits a 1x1 DEPTHWISE_CONV_2D of that stride with unit weights: exact."""
+    rt = roundtrip(Decimations(video), shape)
+    slices = [op for op in rt.graph.ops if op.kind is OpKind.STRIDED_SLICE]
+    stepped = [op for op in slices if max(op.attrs["steps"]) > 1]
+    assert sorted(tuple(op.attrs["steps"]) for op in stepped) == [(2,), (2,), (3,), (3,)]
+    _check(rt)
+    ops = _tflite_ops(rt)
+    # what is left: the (2+1)D rewrite's step-1 frame-row slices (5-D only)
+    assert [name for name, _ in ops].count("STRIDED_SLICE") == len(slices) - len(stepped)
+    strides = sorted((o.strideH, o.strideW) for name, o in ops if name == "DEPTHWISE_CONV_2D")
+    assert strides == [(1, 2), (1, 3), (2, 1), (3, 1)]
+    from convdeploy.targets import registry
+
+    xnnpack = registry.get("mobile-litert").compile(rt.tflite, rt.tflite.path.parent)
+    if "xnnpack_partitions" not in xnnpack.details:
+        pytest.skip("this LiteRT does not list its execution plan")
+    assert xnnpack.details["xnnpack_partitions"] == 1, xnnpack.details
 
 
 class ConvNeXtBlockNet(ChannelsLastMlp):
