@@ -20,8 +20,8 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 sys.path.insert(0, str(ROOT))  # the sibling render modules, also when imported from tests
 
 from render_tables import (_AUDIT_COLUMNS, _kb, _load, _ms, _num, _pct,  # noqa: E402
-                           _reuse_text, _spec_audit, _table, machine)
-from render_video import _video_checks, video_demo_summary, video_section  # noqa: E402
+                           _reuse_text, _scheme_checks, _spec_audit, _table, machine)
+from render_video import video_checks, video_demo_summary, video_section  # noqa: E402
 
 
 def audit_section(data: dict, title: str) -> list[str]:
@@ -204,7 +204,9 @@ def modern_convnets_section() -> list[str]:
         return ["native (QDQ)" if islands is None else str(len(islands)),
                 _num(ratio.get(1), 2), _num(ratio.get(32), 2)]
     return _spec_audit(data, [*_AUDIT_COLUMNS, "float islands", "float/int8 time, batch 1",
-                              "batch 32"], extra)
+                              "batch 32"], extra) + _scheme_checks(
+        data["cells"], {"w8a8": 1.0, "w4a8": None}, ("cpu-ort", "cpu-openvino", "mobile-litert"),
+        "batch_size", not_run=True)
 
 
 def gpu_section() -> list[str]:
@@ -428,7 +430,7 @@ def readme_block() -> str:
         env = video["fingerprints"]["environment"]
         lines += [f"Video models (`bench/video.py`, 2,500 camera-motion test clips, "
                   f"{machine(env).split(';')[0]}):", "",
-                  *_video_checks(video["cells"])[2:]]
+                  *video_checks(video["cells"])[2:]]
     lines += video_demo_summary()
     lines += ["Every table, with its machine: [docs/benchmarks.md](docs/benchmarks.md).", END]
     return "\n".join(lines)

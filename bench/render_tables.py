@@ -86,6 +86,59 @@ _AUDIT_COLUMNS = ["scheme", "target", "accuracy", "top-1 agreement", "SQNR dB",
                   "max LSB vs int-ref"]
 
 
+def _scheme_checks(cells: list[dict], bars: dict[str, float | None], speed_targets,
+                   speed_by: str, not_run: bool = False) -> list[str]:
+    """An issue's bars, from the cells, one line per model: each scheme's worst accuracy change
+    against float over the targets that run it (``bars``: the allowed loss in points, None to
+    state it only), the pairs not run and why, LiteRT's reference kernels against the integer
+    reference, and int8/float time on ``speed_targets`` for each ``speed_by`` (threads or
+    batch_size). ``not_run``: count the scheme/target pairs not run, naming every reason that
+    is not a target's own scheme refusal; a failed cell is always counted."""
+    lines = ["Checks (accuracy differences against the torch float model on the same samples; "
+             "int8/float: float time over int8 time"
+             + (" at batch 1" if speed_by == "threads" else "") + "):", ""]
+    label = {"threads": lambda k: f"{k} thread{'s' if k > 1 else ''}",
+             "batch_size": lambda k: f"batch {k}"}[speed_by]
+    for model in dict.fromkeys(c["model"] for c in cells):
+        mine = [c for c in cells if c["model"] == model]
+        ok = [c for c in mine if c.get("status") == "ok"]
+        parts = []
+        for preset, bar in bars.items():
+            best = {c["target"]: c for c in ok if c["preset"] == preset and
+                    c.get("accuracy_delta") is not None}
+            if best:
+                worst = min(best.values(), key=lambda c: c["accuracy_delta"])
+                change = 100 * worst["accuracy_delta"] + 0.0  # no "-0.00"
+                verdict = ("stated, no bar" if bar is None else
+                           f"{'within' if change >= -bar else 'NOT within'} the {bar:.0f}-point "
+                           "bar")
+                parts.append(f"{preset.upper()} worst change {change:+.2f} pts on "
+                             f"{worst['target']} of {len(best)} targets ({verdict})")
+        refused = {(c["scheme"], c["target"]): c.get("reason", "") for c in mine
+                   if c.get("status") != "ok"}
+        if not_run or any(c.get("status") not in ("ok", "not supported") for c in mine):
+            parts.append(f"{len(refused)} scheme/target pairs not run" + "".join(
+                f"; {s} on {t}: {why}" for (s, t), why in refused.items()
+                if not why.startswith(t)))
+        refs = [c for c in ok if c["target"] == "mobile-litert-ref" and c["preset"] != "float"
+                and c.get("max_lsb_vs_int_reference") is not None]
+        if refs:
+            worst = max(refs, key=lambda c: c["max_lsb_vs_int_reference"])
+            parts.append(f"mobile-litert-ref vs int-reference max "
+                         f"{worst['max_lsb_vs_int_reference']} LSB ("
+                         f"{100 * min(c['bit_exact_fraction'] for c in refs):.2f}% of outputs "
+                         "equal)")
+        for target in speed_targets:
+            speed = {c.get(speed_by): c.get("speedup_vs_float") for c in ok
+                     if c["target"] == target and c["preset"] == "w8a8"}
+            if any(speed.values()):
+                parts.append(f"int8/float on {target} " + ", ".join(
+                    f"{v:.2f}x ({label(k)})" for k, v in sorted(speed.items()) if v))
+        if parts:
+            lines.append(f"- {model}: " + "; ".join(parts) + ".")
+    return lines + [""]
+
+
 def _num(value, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 

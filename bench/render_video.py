@@ -2,8 +2,8 @@
 and bench/video_demo.py's README line."""
 from __future__ import annotations
 
-from render_tables import (_AUDIT_COLUMNS, _load, _ms, _num, _pct, _spec_audit, _table,
-                           machine)
+from render_tables import (_AUDIT_COLUMNS, _load, _ms, _num, _pct, _scheme_checks, _spec_audit,
+                           _table, machine)
 
 
 def video_section() -> list[str]:
@@ -20,7 +20,7 @@ def video_section() -> list[str]:
                 _num(ratio.get(1), 2), _num(ratio.get(2), 2)]
     lines = _spec_audit(data, [*_AUDIT_COLUMNS, "form", "ms/clip 1 thread", "2 threads",
                                "float/int8 time, 1 thread", "2 threads"], extra)
-    lines += _video_checks(data["cells"]) + _video_forms(data["cells"])
+    lines += video_checks(data["cells"]) + _video_forms(data["cells"])
     for model, runs in data.get("single_frame_baseline", {}).items():
         if "model" in runs and "single_frame" in runs:
             lines.append(f"- {model}: recipe's float model {_pct(runs['model']['test_accuracy'])}"
@@ -41,38 +41,10 @@ def _video_form(cell: dict) -> str:
     return "5-D (QDQ)" if rewritten is None else f"2-D ({len(rewritten)} rewritten)"
 
 
-def _video_checks(cells: list[dict]) -> list[str]:
-    """Issue 12's bars, from the cells: W8A8 within 1 point and W4A8 within 2 of float on every
-    target; LiteRT's reference kernels against the integer reference; int8/float on LiteRT."""
-    lines = ["Checks (accuracy differences against the torch float model on the same clips; "
-             "int8/float: float time over int8 time at batch 1):", ""]
-    for model in dict.fromkeys(c["model"] for c in cells):
-        ok = [c for c in cells if c["model"] == model and c.get("status") == "ok"]
-        parts = []
-        for preset, bar in (("w8a8", 1.0), ("w4a8", 2.0)):
-            mine = {c["target"]: c for c in ok if c["preset"] == preset and
-                    c.get("accuracy_delta") is not None}
-            if mine:
-                worst = min(mine.values(), key=lambda c: c["accuracy_delta"])
-                change = 100 * worst["accuracy_delta"] + 0.0  # no "-0.00"
-                parts.append(f"{preset.upper()} worst change {change:+.2f} pts on "
-                             f"{worst['target']} of {len(mine)} targets ("
-                             f"{'within' if change >= -bar else 'NOT within'} the {bar:.0f}-point "
-                             "bar)")
-        ref = next((c for c in ok if c["target"] == "mobile-litert-ref" and
-                    c["preset"] == "w8a8"), None)
-        if ref is not None and ref.get("max_lsb_vs_int_reference") is not None:
-            parts.append(f"mobile-litert-ref vs int-reference max {ref['max_lsb_vs_int_reference']}"
-                         f" LSB ({100 * ref['bit_exact_fraction']:.2f}% of outputs equal)")
-        speed = {c.get("threads"): c.get("speedup_vs_float") for c in ok
-                 if c["target"] == "mobile-litert" and c["preset"] == "w8a8"}
-        if any(speed.values()):
-            parts.append("int8/float on mobile-litert " + ", ".join(
-                f"{v:.2f}x ({t} thread{'s' if t > 1 else ''})" for t, v in sorted(speed.items())
-                if v))
-        if parts:
-            lines.append(f"- {model}: " + "; ".join(parts) + ".")
-    return lines + [""]
+def video_checks(cells: list[dict]) -> list[str]:
+    """Issue 12's bars: W8A8 within 1 point and W4A8 within 2 of float on every target;
+    LiteRT's reference kernels against the integer reference; int8/float on LiteRT."""
+    return _scheme_checks(cells, {"w8a8": 1.0, "w4a8": 2.0}, ("mobile-litert",), "threads")
 
 
 def _video_forms(cells: list[dict]) -> list[str]:
