@@ -82,6 +82,9 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
     m.add_argument("--batch-size", type=int, default=32, help="latency batch size")
     m.add_argument("--threads", type=int, help="runtime threads (default: all cores)")
     m.add_argument("--repeats", type=int, default=50, help="timed runs per latency figure")
+    m.add_argument("--min-time", type=float, default=MeasureConfig.min_time_s,
+                   dest="min_time_s", help="seconds of timed runs at least, per latency figure "
+                                           "(more runs than --repeats for a fast model)")
     f = p.add_argument_group("FPGA (--targets fpga-hls)")
     f.add_argument("--fpga-part", default=FpgaConfig.part,
                    help=f"part the estimate and scripts target (default {FpgaConfig.part}, "
@@ -146,7 +149,8 @@ def _ptq(args: argparse.Namespace, scheme):
 
 def config_from_args(args: argparse.Namespace) -> DeployConfig:
     try:
-        measure = MeasureConfig(batch_size=args.batch_size, repeats=args.repeats)
+        measure = MeasureConfig(batch_size=args.batch_size, repeats=args.repeats,
+                                min_time_s=args.min_time_s)
         if args.threads:
             measure = replace(measure, threads=args.threads)
         data = DataConfig(calib=args.calib, eval=args.eval, train=getattr(args, "train", None),
@@ -355,6 +359,8 @@ def _add_audit_args(p: argparse.ArgumentParser) -> None:
     s.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2")
     s.add_argument("--batch-sizes", default="1", help="comma-separated, e.g. 1,32")
     s.add_argument("--repeats", type=int, default=50, help="timed runs per latency cell")
+    s.add_argument("--min-time", type=float, default=1.0, dest="min_time_s",
+                   help="seconds of timed runs at least, per latency cell")
     s.add_argument("--workers", type=int, default=2, help="parallel accuracy processes")
     s.add_argument("--skip-unsupported", action="store_true",
                    help="record (scheme, target) pairs a target cannot run instead of refusing")
@@ -374,7 +380,7 @@ def _audit_spec(args: argparse.Namespace):
                                        ("skip_bad_files", args.skip_bad_files or None)) if v},
             "threads": _int_list(args.threads, "--threads"),
             "batch_sizes": _int_list(args.batch_sizes, "--batch-sizes"),
-            "repeats": args.repeats, "workers": args.workers,
+            "repeats": args.repeats, "min_time_s": args.min_time_s, "workers": args.workers,
             "skip_unsupported": args.skip_unsupported}
     return parse_spec(tree, Path.cwd())
 

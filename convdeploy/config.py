@@ -65,18 +65,22 @@ class DataConfig:
 @dataclass(frozen=True)
 class MeasureConfig:
     """How accuracy and latency are measured: latency is warm-up runs, then the median and p90
-    of ``repeats`` timed runs at batch 1 and at ``batch_size``."""
+    of at least ``repeats`` timed runs over at least ``min_time_s`` seconds, at batch 1 and at
+    ``batch_size``."""
 
     batch_size: int = 32
     eval_batch_size: int = 100
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     warmup: int = 10
     repeats: int = 50
+    min_time_s: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "eval_batch_size", "threads", "repeats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if not self.min_time_s >= 0:
+            raise ValueError("min_time_s must be 0 or more")
 
 
 @dataclass(frozen=True)

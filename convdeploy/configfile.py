@@ -136,7 +136,8 @@ def parse_measure(tree: Any, where: str = "measure") -> MeasureConfig:
         raise SpecError(f"key {where!r} must be a mapping", fix="write threads:, repeats: ...")
     check_keys(tree, _MEASURE_KEYS, where)
     try:
-        return MeasureConfig(**{k: _typed(v, int, f"{where}.{k}") for k, v in tree.items()})
+        return MeasureConfig(**{k: _typed(v, float if k == "min_time_s" else int,
+                                          f"{where}.{k}") for k, v in tree.items()})
     except ValueError as exc:
         raise SpecError(f"{where}: {exc}", fix=f"correct the value under {where}") from exc
 

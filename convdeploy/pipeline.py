@@ -156,7 +156,7 @@ def evaluate_on_target(target: Target, artifact: Artifact, cfg: DeployConfig, wo
         sample = eval_set.normalized(preprocess, 0, m.batch_size)
         row["latency_ms"] = latency.measure(runnable, sample, artifact.input_name,
                                             batch_size=m.batch_size, warmup=m.warmup,
-                                            repeats=m.repeats)
+                                            repeats=m.repeats, min_time_s=m.min_time_s)
     row["runtime"] = runnable.details
     row["model_size_bytes"] = artifact.size_bytes
     row["eval_seconds"] = eval_s

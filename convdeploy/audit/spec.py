@@ -96,6 +96,7 @@ class AuditSpec:
     batch_sizes: tuple[int, ...] = (1,)
     repeats: int = 50
     warmup: int = 10
+    min_time_s: float = 1.0
     eval_batch_size: int = 100
     workers: int = 2
     skip_unsupported: bool = False
@@ -107,6 +108,9 @@ class AuditSpec:
                 raise SpecError(f"key {name!r} must be at least 1", fix=f"raise {name}")
         if self.warmup < 0:
             raise SpecError("key 'warmup' must be 0 or more", fix="raise warmup")
+        if not self.min_time_s >= 0:
+            raise SpecError("key 'min_time_s' must be 0 or more",
+                            fix="write e.g. min_time_s: 1.0 (seconds of timed runs per cell)")
         for name in ("threads", "batch_sizes"):
             values = getattr(self, name)
             if not values or any(not isinstance(v, int) or v < 1 for v in values):
@@ -115,7 +119,8 @@ class AuditSpec:
 
 
 SPEC_KEYS = ("models", "schemes", "targets", "data", "threads", "batch_sizes", "repeats",
-             "warmup", "eval_batch_size", "workers", "skip_unsupported", "bootstrap")
+             "warmup", "min_time_s", "eval_batch_size", "workers", "skip_unsupported",
+             "bootstrap")
 
 
 def _int_list(value: Any, key: str) -> tuple[int, ...]:
@@ -148,6 +153,8 @@ def parse_spec(tree: dict, base: Path | None = None) -> AuditSpec:
     for key in ("repeats", "warmup", "eval_batch_size", "workers", "bootstrap"):
         if key in tree:
             kwargs[key] = _typed(tree[key], int, key)
+    if "min_time_s" in tree:
+        kwargs["min_time_s"] = _typed(tree["min_time_s"], float, "min_time_s")
     if "skip_unsupported" in tree:
         kwargs["skip_unsupported"] = _typed(tree["skip_unsupported"], bool, "skip_unsupported")
     labels = [s.label for s in kwargs["schemes"]]

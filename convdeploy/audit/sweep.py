@@ -66,7 +66,7 @@ def plan(spec: AuditSpec) -> Plan:
                 for threads in spec.threads:
                     for batch in spec.batch_sizes:
                         latency.append(U.LatencyUnit(q, name, threads, batch, spec.warmup,
-                                                     spec.repeats))
+                                                     spec.repeats, spec.min_time_s))
     no_latency = {n: t.latency_not_meaningful for n, t in targets.items()
                   if getattr(t, "latency_not_meaningful", None)}
     return Plan(quantize, accuracy, latency, unsupported, no_latency, fingerprints)

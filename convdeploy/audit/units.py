@@ -79,13 +79,14 @@ class LatencyUnit:
     batch_size: int
     warmup: int
     repeats: int
+    min_time_s: float
 
     kind = "latency"
 
     @property
     def key(self) -> str:
         return _digest(["latency", self.source.key, self.target, self.threads, self.batch_size,
-                        self.warmup, self.repeats])
+                        self.warmup, self.repeats, self.min_time_s])
 
     def describe(self) -> str:
         return (f"latency {self.source.model.label} {self.source.scheme.label} on {self.target}, "
@@ -255,7 +256,7 @@ def run_latency(unit: LatencyUnit, quantized: dict, artifacts_dir: str) -> dict:
                              dtype=np.float32)
     with _compiled(unit, target, art, artifacts_dir, unit.threads) as runnable:
         timing = latency.time_runs(runnable, {art.input_name: x}, warmup=unit.warmup,
-                                   repeats=unit.repeats)
+                                   repeats=unit.repeats, min_time_s=unit.min_time_s)
     return {"status": "ok", "latency_ms": timing,
             "per_image_ms": timing["median"] / unit.batch_size,
             "node": socket.gethostname(), "pid": os.getpid(),

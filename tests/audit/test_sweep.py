@@ -14,7 +14,7 @@ from convdeploy.audit import parse_spec, run_audit
 
 TREE = {"models": ["digits-convnet"], "schemes": ["float", "w8a8"], "targets": ["cpu-ort"],
         "data": {"eval_limit": 200, "calib_size": 64}, "threads": [1, 2], "batch_sizes": [1],
-        "repeats": 5, "warmup": 1, "workers": 2, "bootstrap": 500}
+        "repeats": 5, "min_time_s": 0, "warmup": 1, "workers": 2, "bootstrap": 500}
 
 # what may differ between two runs of the same spec: timings, where they ran
 VOLATILE = ("latency_median_ms", "latency_p90_ms", "latency_min_ms", "per_image_ms",
@@ -164,7 +164,7 @@ def test_a_video_model_is_audited_in_both_forms(tmp_path):
     tree = {"models": ["p3d-motion", {"name": "p3d-motion", "conv3d_as_2d": True}],
             "schemes": ["w8a8"], "targets": ["cpu-ort"],
             "data": {"eval_limit": 16, "calib_size": 16}, "threads": [1], "batch_sizes": [1],
-            "repeats": 2, "warmup": 1, "workers": 1, "bootstrap": 100}
+            "repeats": 2, "min_time_s": 0, "warmup": 1, "workers": 1, "bootstrap": 100}
     audit = run_audit(parse_spec(tree), tmp_path, progress=False)
     assert audit.failed == 0
     timed = {c["model"]: c for c in audit.cells if c["target"] == "cpu-ort"}

@@ -9,7 +9,7 @@ import torch
 
 from tests.conftest import seeded_tiny_net
 
-FAST = ["--eval-limit", "120", "--calib-size", "64", "--repeats", "3", "--batch-size", "4",
+FAST = ["--eval-limit", "120", "--calib-size", "64", "--repeats", "3", "--min-time", "0", "--batch-size", "4",
         "--no-progress"]
 
 
@@ -162,7 +162,7 @@ def test_conv3d_as_2d_exports_the_2d_form_for_the_onnx_runtimes(tmp_path):
     out = tmp_path / "out"
     res = cli("export", "p3d-motion", "--conv3d-as-2d", "--int8", "--targets",
               "cpu-ort,cpu-openvino", "--out", out, *FAST[:2], "--calib-size", "16",
-              "--repeats", "2", "--batch-size", "8", "--no-progress")
+              "--repeats", "2", "--min-time", "0", "--batch-size", "8", "--no-progress")
     assert res.returncode == 0, res.stderr
     report = json.loads((out / "report.json").read_text())
     assert len(report["model_info"]["conv3d_as_2d"]) == 15

@@ -48,7 +48,7 @@ def test_transformers_convnext_exports_int8_to_every_target(tmp_path):
     res = subprocess.run(
         [sys.executable, "-m", "convdeploy.cli", "export", "hfconvnext:build", "--int8",
          "--calib", "data.npz", "--eval", "data.npz", "--targets", ",".join(TARGETS),
-         "--out", "o", "--calib-size", "32", "--repeats", "3", "--batch-size", "4",
+         "--out", "o", "--calib-size", "32", "--repeats", "3", "--min-time", "0", "--batch-size", "4",
          "--no-progress"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads((tmp_path / "o" / "report.json").read_text())
