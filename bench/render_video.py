@@ -2,8 +2,11 @@
 and bench/video_demo.py's README line."""
 from __future__ import annotations
 
-from render_tables import (_AUDIT_COLUMNS, _load, _ms, _num, _pct, _scheme_checks, _spec_audit,
-                           _table, machine)
+import json
+
+import numpy as np
+from render_tables import (RESULTS, _AUDIT_COLUMNS, _load, _ms, _num, _pct, _scheme_checks,
+                           _spec_audit, _table, machine)
 
 
 def video_section() -> list[str]:
@@ -21,6 +24,7 @@ def video_section() -> list[str]:
     lines = _spec_audit(data, [*_AUDIT_COLUMNS, "form", "ms/clip 1 thread", "2 threads",
                                "float/int8 time, 1 thread", "2 threads"], extra)
     lines += video_checks(data["cells"]) + _video_forms(data["cells"])
+    lines += _earlier_runs(data)
     for model, runs in data.get("single_frame_baseline", {}).items():
         if "model" in runs and "single_frame" in runs:
             lines.append(f"- {model}: recipe's float model {_pct(runs['model']['test_accuracy'])}"
@@ -76,6 +80,47 @@ def _video_forms(cells: list[dict]) -> list[str]:
                                "2-D, 2 threads", "5-D time / 2-D time (1 / 2 threads)"], rows),
                       ""]
     return lines
+
+
+def _earlier_runs(data: dict) -> list[str]:
+    """Run-to-run spread: int8/float per model, runtime and thread count in this run and in
+    the earlier full runs of the same spec kept beside it (``video_run_<commit>.json``)."""
+    earlier = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("video_run_*.json"))]
+    if not earlier:
+        return []
+
+    def ratios(cells):
+        return {(c["model"], c["target"], c["threads"]): c.get("speedup_vs_float")
+                for c in cells if c.get("status") == "ok" and c["preset"] == "w8a8"
+                and c.get("speedup_vs_float")}
+
+    def medians(cells):
+        return {(c["model"], c["preset"], c["target"], c["threads"]): c["latency_median_ms"]
+                for c in cells if c.get("status") == "ok" and c.get("latency_median_ms")}
+
+    def accuracies(cells):
+        return {(c["model"], c["preset"], c["target"]): c.get("accuracy") for c in cells
+                if c.get("status") == "ok"}
+    lines = ["**Earlier full runs of this spec**, kept beside it (bench/results/video_run_*.json), "
+             "against this one:", ""]
+    now, ms_now, acc_now = ratios(data["cells"]), medians(data["cells"]), accuracies(data["cells"])
+    columns = []
+    for run in earlier:
+        bench = run.get("benchmark", {})
+        ms_then, acc_then = medians(run["cells"]), accuracies(run["cells"])
+        spread = [abs(ms_now[k] / ms_then[k] - 1) for k in ms_now if k in ms_then]
+        same = all(acc_then.get(k) == v for k, v in acc_now.items() if k in acc_then)
+        lines.append(f"- convdeploy {bench.get('commit', '?')}: accuracy "
+                     + ("identical in every cell" if same else "NOT identical")
+                     + f"; latency medians {100 * np.median(spread):.1f}% apart (median over "
+                     f"{len(spread)} cells), at most {100 * max(spread):.0f}%"
+                     + (f". Its note: {bench['note']}" if bench.get("note") else "") + ".")
+        columns.append((bench.get("commit", "?"), ratios(run["cells"])))
+    rows = [[m, t, str(k), *(_num(r.get(key), 2) for _, r in columns), _num(now[key], 2)]
+            for key in now for m, t, k in [key]]
+    return lines + ["", "int8/float time at batch 1, run by run:", "",
+                    *_table(["model", "target", "threads", *(f"run at {c}" for c, _ in columns),
+                             "this run"], rows), ""]
 
 
 def video_demo_summary() -> list[str]:
