@@ -406,11 +406,7 @@ class _Writer:
         self.operator("DEPTHWISE_CONV_2D", [src, w, b], [conv_out_dst],
                       "DepthwiseConv2DOptions", opts)
         if conv_out_dst != dst:
-            target = [-1, *out_shape[1:]]
-            ropts = self.s.ReshapeOptionsT()
-            ropts.newShape = target
-            self.operator("RESHAPE", [conv_out, self.const_int32(f"{op.name}.unfold", target)],
-                          [dst], "ReshapeOptions", ropts)
+            self._reshape_op(conv_out, dst, [-1, *out_shape[1:]], f"{op.name}.unfold")
 
     def _batch_folded(self, name: str, src: int, label: str) -> int:
         """A channels-last tensor of rank > 4 with its leading axes merged into the batch."""
@@ -418,11 +414,15 @@ class _Writer:
         target = [-1, *shape[-3:]]
         folded = self._new(name, NHWC, label,
                            shape=(int(np.prod(shape[:-3])), shape[-1], *shape[-3:-1]))
+        self._reshape_op(src, folded, target, f"{label}.shape")
+        return folded
+
+    def _reshape_op(self, src: int, dst: int, target: list[int], shape_name: str) -> None:
+        """A RESHAPE of ``src`` into ``dst`` (``target``: -1 then the trailing dims)."""
         opts = self.s.ReshapeOptionsT()
         opts.newShape = target
-        self.operator("RESHAPE", [src, self.const_int32(f"{label}.shape", target)], [folded],
+        self.operator("RESHAPE", [src, self.const_int32(shape_name, target)], [dst],
                       "ReshapeOptions", opts)
-        return folded
 
     def transpose(self, op: Op) -> None:
         """Usually free: the output takes the layout in which TFLite's memory order is the
@@ -458,11 +458,7 @@ class _Writer:
             if not _same_order(out_shape, layout, tuple(range(out_rank))):
                 layout = tuple(range(out_rank))
         dst = self.output(op.output, layout)
-        target = [-1, *self.tensors[dst].shape[1:]]
-        opts = self.s.ReshapeOptionsT()
-        opts.newShape = target
-        self.operator("RESHAPE", [src, self.const_int32(f"{op.name}.shape", target)], [dst],
-                      "ReshapeOptions", opts)
+        self._reshape_op(src, dst, [-1, *self.tensors[dst].shape[1:]], f"{op.name}.shape")
 
     def write_op(self, op: Op) -> None:
         if op.kind in SPATIAL:
