@@ -23,6 +23,9 @@ from render_tables import (_AUDIT_COLUMNS, _kb, _load, _ms, _num, _pct,  # noqa:
                            _reuse_text, _scheme_checks, _spec_audit, _table, machine)
 from render_video import video_checks, video_demo_summary, video_section  # noqa: E402
 
+from convdeploy.audit.outputs import disturbed_note  # noqa: E402
+from convdeploy.latency import disturbed  # noqa: E402
+
 
 def audit_section(data: dict, title: str) -> list[str]:
     bench = data.get("benchmark", {})
@@ -57,7 +60,8 @@ def audit_section(data: dict, title: str) -> list[str]:
                          "speed-up vs float", "Pareto"], _audit_rows(cells, model))
         lines.append("")
         lines += _not_run(cells, model)
-    return lines
+    note = disturbed_note(cells)
+    return lines + ([note, ""] if note else [])
 
 
 def _audit_rows(cells: list[dict], model: str) -> list[list[str]]:
@@ -83,7 +87,8 @@ def _audit_rows(cells: list[dict], model: str) -> list[list[str]]:
                     "-" if c.get("mcnemar_p") is None else f"{c['mcnemar_p']:.2g}",
                     c.get("verdict", "-"),
                     "-" if lsb is None else f"{lsb} ({100 * c['bit_exact_fraction']:.1f}% exact)",
-                    _ms(c.get("latency_median_ms")) if c.get("latency_median_ms") else
+                    _ms(c.get("latency_median_ms")) + ("*" if disturbed(c) else "")
+                    if c.get("latency_median_ms") else
                     "not measured", "-" if not c.get("speedup_vs_float") else
                     f"{c['speedup_vs_float']:.2f}x", "**yes**" if c.get("pareto") else ""])
     return out
@@ -204,9 +209,14 @@ def modern_convnets_section() -> list[str]:
         return ["native (QDQ)" if islands is None else str(len(islands)),
                 _num(ratio.get(1), 2), _num(ratio.get(32), 2)]
     return _spec_audit(data, [*_AUDIT_COLUMNS, "float islands", "float/int8 time, batch 1",
-                              "batch 32"], extra) + _scheme_checks(
-        data["cells"], {"w8a8": 1.0, "w4a8": None}, ("cpu-ort", "cpu-openvino", "mobile-litert"),
-        "batch_size", not_run=True)
+                              "batch 32"], extra) + modern_checks(data["cells"])
+
+
+def modern_checks(cells: list[dict]) -> list[str]:
+    """Issue 11's bars: W8A8 within 1 point of float on every target, W4A8 stated; LiteRT's
+    reference kernels against the integer reference; int8/float per CPU/mobile runtime."""
+    return _scheme_checks(cells, {"w8a8": 1.0, "w4a8": None},
+                          ("cpu-ort", "cpu-openvino", "mobile-litert"), "batch_size", not_run=True)
 
 
 def gpu_section() -> list[str]:
@@ -432,6 +442,11 @@ def readme_block() -> str:
                   f"{machine(env).split(';')[0]}):", "",
                   *video_checks(video["cells"])[2:]]
     lines += video_demo_summary()
+    modern = _load("modern_convnets.json")
+    if modern:
+        env = modern["fingerprints"]["environment"]
+        lines += [f"Modern ConvNets (`bench/modern_convnets.py`, full CIFAR-10 test split, "
+                  f"{machine(env).split(';')[0]}):", "", *modern_checks(modern["cells"])[2:]]
     lines += ["Every table, with its machine: [docs/benchmarks.md](docs/benchmarks.md).", END]
     return "\n".join(lines)
 

@@ -79,7 +79,10 @@ def _spec_audit(data: dict, header: list[str], extra) -> list[str]:
                          _num(first.get("sqnr_db"), 1),
                          _num(first.get("max_lsb_vs_int_reference"), 0), *extra(group, first)])
         lines += [f"**{model}**", "", *_table(header, rows), ""]
-    return lines
+    from convdeploy.audit.outputs import disturbed_note
+
+    note = disturbed_note(cells)  # the ratios above come from these latency cells
+    return lines + ([note, ""] if note else [])
 
 
 _AUDIT_COLUMNS = ["scheme", "target", "accuracy", "top-1 agreement", "SQNR dB",

@@ -395,12 +395,15 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from convdeploy.audit import run_audit
-    from convdeploy.audit.outputs import terminal_table
+    from convdeploy.audit.outputs import disturbed_note, terminal_table
 
     spec = _audit_spec(args)
     audit = run_audit(spec, args.out, executor=args.executor, address=args.address,
                       progress=not args.no_progress, retry_failed=args.retry_failed)
     print(terminal_table(audit.cells))
+    note = disturbed_note(audit.cells)
+    if note:
+        print(note)
     print(f"\nreused {sum(audit.reused.values())} finished units, computed "
           f"{sum(audit.computed.values())} ({audit.failed} failed) in {audit.wall_seconds:.0f} s")
     print(f"wrote {args.out}/audit.html, audit.json, cells.csv, audit.md")

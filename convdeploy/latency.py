@@ -1,9 +1,15 @@
 """Latency: warm-up, then median and p90 of repeated timed runs (never a timed unit test)."""
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import numpy as np
+
+# Other processes' average CPU use (in cores) during a timed window from which the figure is
+# flagged as disturbed: an idle machine measures ~0.00-0.02 here (kernel threads, the shell).
+DISTURBED_CORES = 0.2
 
 
 def time_runs(runnable, inputs: dict[str, np.ndarray], *, warmup: int, repeats: int,
@@ -27,6 +33,7 @@ def time_runs(runnable, inputs: dict[str, np.ndarray], *, warmup: int, repeats: 
     for _ in range(warmup):
         runnable(inputs)
     times: list[float] = []
+    load = load_snapshot()
     start = time.perf_counter()
     while len(times) < repeats or time.perf_counter() - start < min_time_s:
         t0 = time.perf_counter()
@@ -34,7 +41,47 @@ def time_runs(runnable, inputs: dict[str, np.ndarray], *, warmup: int, repeats: 
         times.append(time.perf_counter() - t0)
     ms = np.asarray(times) * 1e3
     return {"median": float(np.median(ms)), "p90": float(np.percentile(ms, 90)),
-            "min": float(ms.min()), "runs": len(times)}
+            "min": float(ms.min()), "runs": len(times), **load_since(load)}
+
+
+def _machine_cpu_seconds() -> tuple[float, float] | None:
+    """(busy, stolen) CPU seconds of the whole machine since boot, from Linux's /proc/stat;
+    None elsewhere."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if not first or first[0] != "cpu" or len(first) < 8:
+        return None
+    v = [int(x) for x in first[1:]]
+    busy = v[0] + v[1] + v[2] + v[5] + v[6]  # user nice system irq softirq (guest is in user)
+    tick = os.sysconf("SC_CLK_TCK")
+    return busy / tick, (v[7] if len(v) > 7 else 0) / tick
+
+
+def load_snapshot() -> tuple | None:
+    """Where the machine's and this process's CPU clocks stand (``load_since`` takes it)."""
+    machine = _machine_cpu_seconds()
+    return None if machine is None else (time.perf_counter(), time.process_time(), *machine)
+
+
+def load_since(snapshot: tuple | None) -> dict:
+    """What the rest of the machine did since ``snapshot``: the cores other processes kept busy
+    on average (the machine's CPU time less this process's, every thread of it counted) and
+    the cores the hypervisor stole. A timing is honest only when both are near 0: a latency
+    figure taken beside other work is an upper bound (``disturbed``). Empty off Linux."""
+    now = load_snapshot()
+    if snapshot is None or now is None or now[0] <= snapshot[0]:
+        return {}
+    wall, mine, busy, steal = (b - a for a, b in zip(snapshot, now))
+    return {"other_cpu_cores": round(max(0.0, busy - mine) / wall, 3),
+            "steal_cpu_cores": round(max(0.0, steal) / wall, 3)}
+
+
+def disturbed(timing: dict) -> bool:
+    """Was this timing taken while other processes (or the hypervisor) used the machine?"""
+    return max(timing.get("other_cpu_cores") or 0.0,
+               timing.get("steal_cpu_cores") or 0.0) >= DISTURBED_CORES
 
 
 def measure(runnable, sample: np.ndarray, input_name: str, *, batch_size: int, warmup: int,
@@ -51,4 +98,6 @@ def measure(runnable, sample: np.ndarray, input_name: str, *, batch_size: int, w
             f"batch{batch_size}_median": bn["median"], f"batch{batch_size}_p90": bn["p90"],
             "batch_size": batch_size, "per_image_at_batch_ms": bn["median"] / batch_size,
             "threads": getattr(runnable, "threads", None), "runs_batch1": b1["runs"],
-            "runs_batch": bn["runs"]}
+            "runs_batch": bn["runs"],
+            **{k: max(b1[k], bn[k]) for k in ("other_cpu_cores", "steal_cpu_cores")
+               if k in b1 and k in bn}}

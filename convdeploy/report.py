@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .files import write_text_atomic
+from .latency import disturbed
 
 REPORT_VERSION = 1
 
@@ -82,16 +83,27 @@ class Report:
                 else f"{r['max_lsb_vs_simulation']:.2f}",
                 "-" if r.get("max_lsb_vs_int_reference") is None
                 else f"{r['max_lsb_vs_int_reference']} ({100 * r['bit_exact_fraction']:.1f}%)",
-                _num(lat.get("batch1_median")), _num(lat.get("per_image_at_batch_ms"), 3),
+                _num(lat.get("batch1_median")) + ("*" if disturbed(lat) else ""),
+                _num(lat.get("per_image_at_batch_ms"), 3),
             ])
         return out
+
+    def disturbed_note(self) -> list[str]:
+        """A footnote for latencies timed beside other work (marked * in the tables)."""
+        busy = [r for r in self.results if disturbed(r.get("latency_ms") or {})]
+        if not busy:
+            return []
+        worst = max(max(r["latency_ms"].get("other_cpu_cores") or 0,
+                        r["latency_ms"].get("steal_cpu_cores") or 0) for r in busy)
+        return [f"* timed while other processes kept up to {worst:.2f} CPU cores busy: an "
+                "upper bound (rerun on a quiet machine for an honest figure)"]
 
     def table(self) -> str:
         rows = self.rows()
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        return "\n".join(lines + self.disturbed_note())
 
     def markdown(self) -> str:
         rows = self.rows()
@@ -121,7 +133,8 @@ class Report:
                "(int32 accumulators, fixed-point requantization), in output LSBs (0 = "
                "bit-exact), and the share of output values equal to it.",
                f"- Latency: median of timed runs after warm-up, {self.environment.get('threads')} "
-               f"threads, on {self.environment.get('cpu')}.", ""]
+               f"threads, on {self.environment.get('cpu')}."]
+        md += [f"- {line}" for line in self.disturbed_note()] + [""]
         for r in self.results:
             if r.get("runtime"):
                 shown = {k: v for k, v in r["runtime"].items() if k != "estimate"}

@@ -119,7 +119,8 @@ def _latency(store: CellStore, unit, row: dict) -> dict:
     return {**out, "latency_status": "ok", "latency_median_ms": lat["median"],
             "latency_p90_ms": lat["p90"], "latency_min_ms": lat["min"],
             "latency_runs": lat["runs"], "per_image_ms": rec["per_image_ms"],
-            "node": rec.get("node"), "torch_threads": rec.get("torch_threads")}
+            "node": rec.get("node"), "torch_threads": rec.get("torch_threads"),
+            **{k: lat[k] for k in ("other_cpu_cores", "steal_cpu_cores") if k in lat}}
 
 
 def _speedups(cells: list[dict]) -> None:

@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict
 
 from convdeploy.files import write_bytes_atomic, write_text_atomic
+from convdeploy.latency import disturbed
 from convdeploy.report import _finite
 
 AUDIT_VERSION = 1
@@ -20,7 +21,8 @@ CSV_FIELDS = ("model", "scheme", "target", "threads", "batch_size", "status", "r
               "verdict", "top1_agreement", "sqnr_db", "max_lsb_vs_simulation",
               "max_lsb_vs_int_reference", "bit_exact_fraction", "latency_median_ms",
               "latency_p90_ms", "per_image_ms", "speedup_vs_float", "pareto", "model_size_bytes",
-              "latency_status", "latency_reason", "latency_note", "node", "eval_seconds")
+              "latency_status", "latency_reason", "latency_note", "node", "other_cpu_cores",
+              "steal_cpu_cores", "eval_seconds")
 
 
 def to_dict(audit) -> dict:
@@ -89,8 +91,8 @@ def table_rows(cells: list[dict]) -> list[list[str]]:
         vs = "-" if delta is None else (f"{100 * delta:+.2f} [{100 * dci[0]:+.2f}, "
                                         f"{100 * dci[1]:+.2f}]")
         lat = c.get("latency_median_ms")
-        lat_text = _ms(lat) if lat is not None else (c.get("latency_note") or
-                                                     c.get("latency_reason") or "-")
+        lat_text = (_ms(lat) + ("*" if disturbed(c) else "") if lat is not None else
+                    (c.get("latency_note") or c.get("latency_reason") or "-"))
         lsb = c.get("max_lsb_vs_int_reference")
         rows.append([c["model"], c["scheme"], c["target"], str(c.get("threads") or "-"),
                      str(c.get("batch_size") or "-"), acc, vs, _p(c.get("mcnemar_p")),
@@ -110,7 +112,8 @@ def terminal_table(cells: list[dict]) -> str:
     header = ["model", "batch", "target", "scheme", "threads", "accuracy", "latency ms",
               "verdict"]
     rows = [header] + [[c["model"], str(c["batch_size"]), c["target"], c["scheme"],
-                        str(c["threads"]), _pct(c["accuracy"]), _ms(c["latency_median_ms"]),
+                        str(c["threads"]), _pct(c["accuracy"]),
+                        _ms(c["latency_median_ms"]) + ("*" if disturbed(c) else ""),
                         c.get("verdict", "-")]
                        for c in sorted(front, key=lambda c: (c["model"], c["batch_size"],
                                                              c["latency_median_ms"]))]
@@ -118,6 +121,18 @@ def terminal_table(cells: list[dict]) -> str:
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def disturbed_note(cells: list[dict]) -> str | None:
+    """How many latency cells were timed beside other work (marked * in the tables)."""
+    timed = [c for c in cells if c.get("latency_median_ms") is not None]
+    busy = [c for c in timed if disturbed(c)]
+    if not busy:
+        return None
+    worst = max(max(c.get("other_cpu_cores") or 0, c.get("steal_cpu_cores") or 0) for c in busy)
+    return (f"* {len(busy)} of {len(timed)} latency cells were timed while other processes "
+            f"(or the hypervisor) kept up to {worst:.2f} CPU cores busy: their figures are "
+            "upper bounds; rerun them on a quiet machine.")
 
 
 def _machine(data: dict) -> str:
@@ -144,7 +159,8 @@ def markdown(data: dict) -> str:
           "## Every cell", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     md += ["| " + " | ".join(v.replace("|", "/") for v in r) + " |"
            for r in table_rows(data["cells"])]
-    md += ["", "- *vs float*: accuracy difference with the paired bootstrap 95% interval, "
+    note = disturbed_note(data["cells"])
+    md += ["", *([f"- {note}"] if note else []), "- *vs float*: accuracy difference with the paired bootstrap 95% interval, "
            "in points; *McNemar p*: exact two-sided test on the discordant samples; the verdict "
            "uses it at 0.05.",
            "- *max LSB vs int-ref*: largest output difference from the integer reference "
@@ -184,6 +200,9 @@ def page(data: dict) -> str:
         parts.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(v)}</td>" for v in row)
                      + "</tr>")
     parts.append("</table>")
+    note = disturbed_note(data["cells"])
+    if note:
+        parts.append(f"<p><b>{html.escape(note)}</b></p>")
     worst = [c for c in data["cells"] if c.get("worst_classes")
              and c.get("verdict", "").startswith("worse")]
     if worst:
@@ -196,5 +215,6 @@ def page(data: dict) -> str:
     parts.append("<p class='muted'>Accuracy intervals: Wilson 95%. Differences: paired "
                  "bootstrap 95%. Tests: exact McNemar (two-sided) and mid-p, against the float "
                  "model on the same samples. Latency: median of timed runs after warm-up, each "
-                 "cell alone on the machine.</p></body></html>")
+                 "cell alone on the machine (checked: the CPU time other processes used while it "
+                 "was timed is recorded per cell).</p></body></html>")
     return "\n".join(parts)

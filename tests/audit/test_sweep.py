@@ -19,7 +19,7 @@ TREE = {"models": ["digits-convnet"], "schemes": ["float", "w8a8"], "targets": [
 # what may differ between two runs of the same spec: timings, where they ran
 VOLATILE = ("latency_median_ms", "latency_p90_ms", "latency_min_ms", "per_image_ms",
             "speedup_vs_float", "pareto", "node", "eval_seconds", "quantize_seconds",
-            "torch_threads", "runtime")
+            "torch_threads", "runtime", "other_cpu_cores", "steal_cpu_cores")
 
 
 def stable(cells):
