@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -42,7 +43,9 @@ def _call(fn: Callable, args: tuple) -> dict:
     # interleave with the progress bar
     for category in (FutureWarning, DeprecationWarning, UserWarning):
         warnings.filterwarnings("ignore", category=category)
-    return fn(*args)
+    t0 = time.perf_counter()
+    result = fn(*args)
+    return {**result, "unit_seconds": time.perf_counter() - t0}
 
 
 def _error_text(exc: BaseException) -> str:

@@ -15,6 +15,7 @@ from convdeploy.errors import ConvdeployError
 
 from . import units as U
 from .executors import Outcome, make_executor
+from .progress import TimeLeft, progress_bar, unit_seconds
 from .spec import AuditSpec, SchemeEntry, validate
 from .store import CellStore, data_fingerprint, environment_fingerprint, model_fingerprint
 
@@ -116,8 +117,13 @@ def run_audit(spec: AuditSpec, out: str | Path, *, executor: str = "local",
               f"{total - len(todo)} finished, {len(todo)} to run; executor {executor}")
     computed = {"quantize": 0, "accuracy": 0, "latency": 0}
     failed = 0
+    eta = TimeLeft(todo, spec.workers)
+    for unit in the_plan.all_units:
+        if unit.key in done:
+            eta.finished(unit, unit_seconds(store.get(unit.key)))
     ex = make_executor(executor, spec.workers, address) if todo else None
-    bar = _progress(len(todo), progress)
+    bar = progress_bar(len(todo), progress)
+    bar.set_postfix_str(eta.text())
     try:
         for outcome in _execute(ex, todo, store, artifacts_dir):
             record = {"kind": outcome.unit.kind, "unit": outcome.unit.describe()}
@@ -129,7 +135,9 @@ def run_audit(spec: AuditSpec, out: str | Path, *, executor: str = "local",
                 failed += 1
             store.put(outcome.unit.key, record)
             computed[outcome.unit.kind] += 1
-            bar.set_postfix_str(outcome.unit.describe()[:60])
+            eta.finished(outcome.unit, unit_seconds(record))
+            bar.set_postfix_str("; ".join(t for t in (outcome.unit.describe()[:60], eta.text())
+                                          if t))
             bar.update(1)
     except KeyboardInterrupt:
         bar.close()
@@ -169,13 +177,6 @@ def _execute(ex, todo: list, store: CellStore, artifacts_dir: str):
             jobs.append((unit, fn, (unit, source, artifacts_dir)))
         if jobs:
             yield from getattr(ex, runner)(jobs)
-
-
-def _progress(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="audit", unit="unit", disable=not enabled or total == 0,
-                dynamic_ncols=True)
 
 
 def scheme_of(label: str, spec: AuditSpec) -> SchemeEntry:
