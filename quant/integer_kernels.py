@@ -173,8 +173,12 @@ def codes_multiplier(in_q, out_q) -> tuple[int, int]:
 
 
 def mul_multiplier(a_q, b_q, out_q) -> tuple[int, int]:
-    """``s_a * s_b / s_out`` (double, from the float32 scales): MUL's multiplier."""
-    return quantize_multiplier(_real(a_q.scale) * _real(b_q.scale) / _real(out_q.scale))
+    """MUL's multiplier ``s_a * s_b / s_out`` as TFLite's mul.cc forms it: in float32
+    arithmetic (``input1->params.scale * input2->params.scale / output->params.scale``, float
+    operands), widened to double only afterwards. Forming it in double gave a multiplier a
+    few units larger, one output code off on ~0.03% of LSNet's outputs against LiteRT."""
+    real = np.float32(np.float32(a_q.scale) * np.float32(b_q.scale)) / np.float32(out_q.scale)
+    return quantize_multiplier(float(np.float32(real)))
 
 
 def requantize_codes(x: np.ndarray, in_q, out_q, rounding: Rounding = Rounding.DOUBLE
