@@ -78,10 +78,14 @@ def load_since(snapshot: tuple | None) -> dict:
             "steal_cpu_cores": round(max(0.0, steal) / wall, 3)}
 
 
+def busy_cores(timing: dict) -> float:
+    """The larger of the cores other processes and the hypervisor took during the timing."""
+    return max(timing.get("other_cpu_cores") or 0.0, timing.get("steal_cpu_cores") or 0.0)
+
+
 def disturbed(timing: dict) -> bool:
     """Was this timing taken while other processes (or the hypervisor) used the machine?"""
-    return max(timing.get("other_cpu_cores") or 0.0,
-               timing.get("steal_cpu_cores") or 0.0) >= DISTURBED_CORES
+    return busy_cores(timing) >= DISTURBED_CORES
 
 
 def measure(runnable, sample: np.ndarray, input_name: str, *, batch_size: int, warmup: int,

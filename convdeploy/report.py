@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .files import write_text_atomic
-from .latency import disturbed
+from .latency import busy_cores, disturbed
 
 REPORT_VERSION = 1
 
@@ -93,8 +93,7 @@ class Report:
         busy = [r for r in self.results if disturbed(r.get("latency_ms") or {})]
         if not busy:
             return []
-        worst = max(max(r["latency_ms"].get("other_cpu_cores") or 0,
-                        r["latency_ms"].get("steal_cpu_cores") or 0) for r in busy)
+        worst = max(busy_cores(r["latency_ms"]) for r in busy)
         return [f"* timed while other processes kept up to {worst:.2f} CPU cores busy: an "
                 "upper bound (rerun on a quiet machine for an honest figure)"]
 

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict
 
 from convdeploy.files import write_bytes_atomic, write_text_atomic
-from convdeploy.latency import disturbed
+from convdeploy.latency import busy_cores, disturbed
 from convdeploy.report import _finite
 
 AUDIT_VERSION = 1
@@ -129,7 +129,7 @@ def disturbed_note(cells: list[dict]) -> str | None:
     busy = [c for c in timed if disturbed(c)]
     if not busy:
         return None
-    worst = max(max(c.get("other_cpu_cores") or 0, c.get("steal_cpu_cores") or 0) for c in busy)
+    worst = max(busy_cores(c) for c in busy)
     return (f"* {len(busy)} of {len(timed)} latency cells were timed while other processes "
             f"(or the hypervisor) kept up to {worst:.2f} CPU cores busy: their figures are "
             "upper bounds; rerun them on a quiet machine.")
