@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .encodings import TensorEncoding, TensorKind
+from .fixed_point import MIN_REQUANT_MULTIPLIER
 from .observers import RangeObserver, affine_params, symmetric_params
 from .scheme import TensorQuant
 
@@ -162,7 +163,9 @@ class WeightQuantizer(Quantizer):
     """Symmetric weight quantizer, per output channel (axis 0) or per tensor.
 
     The scale is set from the weight itself (``init_from``); a conv weight is OIHW and a linear
-    weight is [out, in], so the output channel is axis 0 for both.
+    weight is [out, in], so the output channel is axis 0 for both. Once the activations are
+    calibrated, ``floor_scale`` raises channels whose requantization multiplier would fall below
+    the contract's ``MIN_REQUANT_MULTIPLIER``.
     """
 
     kind = TensorKind.WEIGHT
@@ -172,6 +175,22 @@ class WeightQuantizer(Quantizer):
         super().__init__(key, tq, module=module)
         self.register_buffer("scale", torch.ones(1))
         self.initialised = False
+        # (input, output) activation quantizers of each layer using this weight: a plain list,
+        # so the tied quantizers are not registered twice in the module tree
+        self.requant: list[tuple[ActivationQuantizer, ActivationQuantizer]] = []
+
+    @torch.no_grad()
+    def floor_scale(self) -> int:
+        """Raise every channel scale below ``MIN_REQUANT_MULTIPLIER * s_out / s_in`` (the largest
+        over the layers sharing this weight) to it; returns how many channels rose."""
+        tied = [(i, o) for i, o in self.requant if i.calibrated and o.calibrated]
+        if not tied:
+            return 0
+        floor = max(MIN_REQUANT_MULTIPLIER * float(o.scale) / float(i.scale) for i, o in tied)
+        low = self.scale < floor
+        if bool(low.any()):
+            self.scale.copy_(torch.where(low, torch.full_like(self.scale, floor), self.scale))
+        return int(low.sum())
 
     def init_from(self, weight: torch.Tensor) -> None:
         w = weight.detach()

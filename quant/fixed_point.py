@@ -16,6 +16,15 @@ import numpy as np
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
+# The smallest requantization multiplier ``M = s_in * s_w[c] / s_out`` the contract lets a conv
+# or linear layer have: a weight channel whose scale would give less is raised to this floor
+# (``WeightQuantizer.floor_scale``). Measured with onnxruntime-qnn 2.7: the HTP saturates a
+# MatMul output channel whose M is below ~2**-24 (151 LSB off; seen with ~128 inputs at zero
+# point ~0, as ConvNeXt's and HorNet's layer-scaled pwconv2 after GELU, whose channels reach
+# 2**-28). What the floor costs is below 0.5 * 2**-22 * K * 255 output LSB for a K-input layer
+# (0.016 LSB at K = 512): a channel this small contributes nothing.
+MIN_REQUANT_MULTIPLIER = 2.0**-22
+
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """``real`` (> 0) -> (int32 multiplier in [2**30, 2**31), shift), as TFLite's

@@ -164,12 +164,12 @@ class _Inserter:
                 return True
         return self.scheme.weights_for(path) is None
 
-    def _quantize_params(self, node: Node) -> None:
-        """Weight (and int32 bias) quantizers of a conv/linear node."""
+    def _quantize_params(self, node: Node) -> WeightQuantizer | None:
+        """Weight (and int32 bias) quantizers of a conv/linear node; returns the weight's."""
         path = module_path(node)
         w_node = node.args[1]
         if w_node.op != "get_attr":
-            return  # weights computed at run time: left in float, output still quantized
+            return None  # weights computed at run time: left in float, output still quantized
         wq = self.result.quantizers.get(w_node.target)  # a weight shared by several layers
         if wq is None:
             wq = WeightQuantizer(w_node.target, self.scheme.weights_for(path), module=path)
@@ -179,15 +179,16 @@ class _Inserter:
         b_node = node.args[2] if len(node.args) > 2 else None
         input_q = self.grid.get(node.args[0])
         if b_node is None or b_node.op != "get_attr" or input_q is None:
-            return
+            return wq
         bq = self.result.quantizers.get(b_node.target)
         if bq is None:
             channels = get_attr_tensor(self.gm, b_node.target).numel()
             bq = BiasQuantizer(b_node.target, input_q, wq, channels, module=path)
             self._register(bq)
         elif bq._tied != (input_q, wq):
-            return  # a bias shared across different input grids has no single int32 scale
+            return wq  # a bias shared across different input grids has no single int32 scale
         self._insert_on_arg(node, 2, bq)
+        return wq
 
     def _insert_on_arg(self, node: Node, index: int, q: Quantizer) -> None:
         src = node.args[index]
@@ -270,18 +271,23 @@ class _Inserter:
         if passthrough and src in self.grid:
             self._share(node, self.grid[src])
             return
+        wq = None
         if node.target in WEIGHTED_OPS:
             self.result.layers.append(module_path(node))
             if self._excluded(node):
                 return
-            self._quantize_params(node)
+            wq = self._quantize_params(node)
         elif node.target in CONSTANT_OPERAND_OPS:
             self._quantize_constant_operand(node)
         point = self._output_point(node)
         if point is not node:
             skip.add(point)
         fixed = FIXED_OUTPUTS.get(node.target) if point is node else None
-        self._new_activation(point, fixed if self.scheme.activations.bits == 8 else None)
+        output_q = self._new_activation(point, fixed if self.scheme.activations.bits == 8
+                                        else None)
+        input_q = self.grid.get(node.args[0])
+        if wq is not None and input_q is not None:
+            wq.requant.append((input_q, output_q))  # for the multiplier floor
 
 
 def insert_quantizers(gm: GraphModule, scheme: QuantScheme) -> InsertionResult:

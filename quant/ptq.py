@@ -13,7 +13,8 @@ from torch.fx import GraphModule
 from convdeploy.errors import ConvdeployError
 
 from .encodings import Encodings
-from .fakequant import ActivationQuantizer, Mode, Quantizer
+from .fakequant import ActivationQuantizer, Mode, Quantizer, WeightQuantizer
+from .fixed_point import MIN_REQUANT_MULTIPLIER
 from .fold import fold_batchnorm, fold_scales
 from .insert import insert_quantizers, quantizers_of
 from .config import PTQConfig, PTQMethod
@@ -80,7 +81,21 @@ class QuantizedModel:
         key = self.encodings.output
         return self.encodings[key].scale[0] if key else None
 
+    def floor_weight_scales(self) -> dict[str, int]:
+        """The contract's requantization-multiplier floor (``fixed_point.MIN_REQUANT_MULTIPLIER``)
+        applied to every weight quantizer; returns {weight key: channels raised}."""
+        raised = {k: q.floor_scale() for k, q in self.quantizers.items()
+                  if isinstance(q, WeightQuantizer)}
+        return {k: n for k, n in raised.items() if n}
+
     def refresh_encodings(self) -> Encodings:
+        """Fix the Encodings from the quantizers' current numbers, the multiplier floor first
+        (so no path - calibration, PTQ, QAT - can write an encoding below it)."""
+        raised = self.floor_weight_scales()
+        if raised:
+            self.ptq_details["requant-floor"] = {
+                "min_multiplier": MIN_REQUANT_MULTIPLIER, "channels": sum(raised.values()),
+                "weights": raised}
         self.encodings = Encodings(
             tensors={k: q.encoding() for k, q in self.quantizers.items()},
             scheme=self.scheme.to_dict(), output=self.encodings.output)

@@ -55,6 +55,32 @@ def seeded_tiny_net(seed: int = 0, in_ch: int = 3) -> TinyNet:
     return model.eval()
 
 
+class LayerScaledNet(nn.Module):
+    """A channels-last Linear over a 128-channel image (a MatMul, as ConvNeXt's pwconv2) whose
+    output channels span 10**0 .. 10**-8 in magnitude, as a layer scale folded into it leaves
+    them: the last channels' requantization multipliers fall far below
+    ``MIN_REQUANT_MULTIPLIER`` unless floored. Feed it non-negative inputs (input zero point 0,
+    as after a GELU): the HTP fault below the floor shows with those, not with zero point ~128."""
+
+    channels = 128
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(self.channels, 16)
+        with torch.no_grad():
+            gamma = torch.logspace(0, -8, 16)
+            self.fc.weight.mul_(gamma.reshape(-1, 1))
+            self.fc.bias.mul_(gamma)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def layer_scaled_net(seed: int = 0) -> LayerScaledNet:
+    torch.manual_seed(seed)
+    return LayerScaledNet().eval()
+
+
 @pytest.fixture
 def tiny_net() -> TinyNet:
     return seeded_tiny_net()

@@ -68,3 +68,37 @@ def test_per_tensor_weights_run_right_on_the_htp(tmp_path):
     y = htp.compile(art, tmp_path / "htp", options=RuntimeOptions(1))(x)["output"]
     ref = registry.get("int-reference").compile(art, tmp_path / "ref")(x)["output"]
     assert np.rint(np.abs(y - ref) / art.output_scale).max() <= 3
+
+
+def test_tiny_requantization_multipliers_run_right_on_the_htp(tmp_path, monkeypatch):
+    """onnxruntime-qnn 2.7's HTP saturates an output channel whose multiplier s_in*s_w/s_out is
+    below ~2**-23.8 (found on ConvNeXt/HorNet: layer-scaled pwconv2 channels, 151 LSB off);
+    the contract's MIN_REQUANT_MULTIPLIER floor keeps every layer above it. Both halves are
+    checked, so the test fails if either the floor or the finding stops holding."""
+    import numpy as np
+    import torch
+
+    from convdeploy.exporters.onnx_export import OnnxExporter
+    from convdeploy.quant import capture, fakequant, quantize
+    from convdeploy.targets import registry
+    from convdeploy.targets.base import RuntimeOptions
+    from tests.conftest import layer_scaled_net
+
+    htp = registry.get("dsp-qnn-htp")
+    if htp.unavailable():
+        pytest.skip(htp.unavailable())
+    gen = torch.Generator().manual_seed(1)
+    batches = [torch.randn(16, 128, 8, 8, generator=gen).abs() for _ in range(2)]
+    gm = capture(layer_scaled_net(), batches[0][:2])
+
+    def worst_lsb(name: str) -> float:
+        qm = quantize(gm, W8A8, batches, progress=False)
+        art = OnnxExporter(quantized=True, example=batches[0][:2]).export(qm, tmp_path / name)
+        x = {"input": batches[1].numpy()}
+        y = htp.compile(art, tmp_path / name / "htp", options=RuntimeOptions(1))(x)["output"]
+        ref = registry.get("int-reference").compile(art, tmp_path / name / "ref")(x)["output"]
+        return float(np.rint(np.abs(y - ref) / art.output_scale).max())
+
+    assert worst_lsb("floored") <= 3
+    monkeypatch.setattr(fakequant, "MIN_REQUANT_MULTIPLIER", 0.0)
+    assert worst_lsb("unfloored") > 50

@@ -69,3 +69,31 @@ def test_empty_or_nonfinite_calibration_is_refused(tiny_net, tiny_batches):
     bad[0, 0, 0, 0] = float("inf")
     with pytest.raises(ConvdeployError, match="NaN/inf"):
         quantize(gm, W8A8, [bad], progress=False)
+
+
+def _multipliers(qm) -> list[float]:
+    """Every conv/linear channel's requantization multiplier s_in * s_w[c] / s_out."""
+    return [float(m) for wq in qm.quantizers.values() if isinstance(wq, WeightQuantizer)
+            for i, o in wq.requant for m in (i.scale * wq.scale / o.scale).tolist()]
+
+
+def test_requantization_multipliers_are_floored_at_no_cost(monkeypatch):
+    """Tiny channels (a folded layer scale) get M >= MIN_REQUANT_MULTIPLIER; the floor moves
+    the simulated output by at most one output LSB on a handful of values."""
+    from convdeploy.quant import fakequant
+    from convdeploy.quant.fixed_point import MIN_REQUANT_MULTIPLIER
+    from tests.conftest import layer_scaled_net
+
+    gen = torch.Generator().manual_seed(2)
+    batches = [torch.randn(8, 128, 4, 4, generator=gen).abs() for _ in range(3)]
+    gm = capture(layer_scaled_net(), batches[0][:2])
+    floored = quantize(gm, W8A8, batches, progress=False)
+    assert floored.ptq_details["requant-floor"]["channels"] >= 4
+    assert min(_multipliers(floored)) >= MIN_REQUANT_MULTIPLIER * (1 - 1e-6)
+    monkeypatch.setattr(fakequant, "MIN_REQUANT_MULTIPLIER", 0.0)
+    plain = quantize(gm, W8A8, batches, progress=False)
+    assert "requant-floor" not in plain.ptq_details
+    assert min(_multipliers(plain)) < MIN_REQUANT_MULTIPLIER / 1000  # the case is real
+    lsb = floored.encodings[floored.encodings.output].scale[0]
+    diff = (floored.simulate(batches[2]) - plain.simulate(batches[2])).abs() / lsb
+    assert float(diff.max()) <= 1.0 + 1e-4 and float((diff > 0.5).float().mean()) < 0.01
