@@ -35,8 +35,8 @@ ACCURACY_FIELDS = ("status", "accuracy", "accuracy_ci95", "sim_accuracy", "top1_
                    "accuracy_delta", "accuracy_delta_ci95", "verdict")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, description: str = __doc__) -> int:
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument("--models", help="comma-separated subset of the spec's models")
     parser.add_argument("--executor", choices=["local", "ray"], default="local")
     parser.add_argument("--work", type=Path, default=Path.home() / "convdeploy-bench",

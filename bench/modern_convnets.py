@@ -19,4 +19,5 @@ from audit_cifar import main as audit_bench
 SPEC = Path(__file__).resolve().parent / "specs" / "modern_convnets.yaml"
 
 if __name__ == "__main__":
-    sys.exit(audit_bench(["--spec", str(SPEC), "--name", "modern_convnets", *sys.argv[1:]]))
+    sys.exit(audit_bench(["--spec", str(SPEC), "--name", "modern_convnets", *sys.argv[1:]],
+                         description=__doc__.replace("\n", " ", 1)))
