@@ -87,7 +87,7 @@ def test_cle_improves_per_tensor_quantization(data):
 
 def _weight_error(w: torch.Tensor, scale: torch.Tensor) -> float:
     s = scale.reshape(-1, *[1] * (w.dim() - 1))
-    return float(((torch.clamp(torch.round(w / s), -7, 7) * s - w) ** 2).sum())
+    return float(((torch.clamp(torch.round(w / s), -7, 7) * s - w) ** 2).sum().detach())
 
 
 def test_weight_mse_clipping_beats_minmax_at_4_bits(tiny_net, tiny_batches):
