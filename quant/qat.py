@@ -127,7 +127,7 @@ def finetune(qm, x: torch.Tensor, y: torch.Tensor, cfg: QATConfig, *,
             loss = F.cross_entropy(logits, y[idx], label_smoothing=cfg.label_smoothing)
             if not torch.isfinite(loss):
                 raise ConvdeployError(
-                    f"fine-tuning diverged in epoch {epoch + 1} (loss {float(loss)}, step "
+                    f"fine-tuning diverged in epoch {epoch + 1} (loss {float(loss.detach())}, step "
                     f"{i // cfg.batch_size + 1}); the BN-folded graph trains without BatchNorm's "
                     f"damping", fix=f"lower --lr (now {cfg.lr:g}; 1e-3 is the tested default)")
             opt.zero_grad()
