@@ -282,6 +282,28 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from .efficiency.profile import ProfileConfig, profile_model
+    from .efficiency.report import summary_line, table
+
+    cfg = config_from_args(args)
+    try:
+        pcfg = ProfileConfig(runs=args.repeats, peaks=tuple(ProfileConfig.parse_peak(p)
+                                                            for p in args.peak),
+                             refresh_peaks=args.refresh_peaks)
+    except ValueError as exc:
+        raise ConvdeployError(f"bad option: {exc}", fix="see `convdeploy profile --help`")
+    run = profile_model(cfg, pcfg)
+    for p in run.profiles:
+        print(summary_line(p))
+        print("\n".join(table(p, top=args.top)))
+        for w in p.warnings:
+            print(f"  note: {w}")
+        print()
+    print(f"wrote {args.out}/profile.json, profile.md and the waterline / efficiency-gap plots")
+    return 0
+
+
 def cmd_video_demo(args: argparse.Namespace) -> int:
     from .video_demo import VideoDemoConfig, run_demo
 
@@ -364,6 +386,9 @@ def _add_audit_args(p: argparse.ArgumentParser) -> None:
     s.add_argument("--workers", type=int, default=2, help="parallel accuracy processes")
     s.add_argument("--skip-unsupported", action="store_true",
                    help="record (scheme, target) pairs a target cannot run instead of refusing")
+    s.add_argument("--profile", action="store_true",
+                   help="also the per-layer efficiency of each latency cell on cpu-ort, "
+                        "cpu-openvino and mobile-litert (as `convdeploy profile`)")
 
 
 def _audit_spec(args: argparse.Namespace):
@@ -381,7 +406,7 @@ def _audit_spec(args: argparse.Namespace):
             "threads": _int_list(args.threads, "--threads"),
             "batch_sizes": _int_list(args.batch_sizes, "--batch-sizes"),
             "repeats": args.repeats, "min_time_s": args.min_time_s, "workers": args.workers,
-            "skip_unsupported": args.skip_unsupported}
+            "skip_unsupported": args.skip_unsupported, "profile": args.profile}
     return parse_spec(tree, Path.cwd())
 
 
@@ -430,6 +455,18 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--top", type=int, default=5, help="how many worst layers to name")
     inspect.add_argument("--json", type=Path, help="also write the table as JSON")
     inspect.set_defaults(func=cmd_inspect)
+    profile = sub.add_parser("profile", help="where the time goes: per-layer times on "
+                                             "cpu-ort, cpu-openvino, mobile-litert against a "
+                                             "roofline measured on this machine")
+    _add_export_args(profile)
+    profile.set_defaults(targets="cpu-ort,cpu-openvino", batch_size=1)
+    profile.add_argument("--top", type=int, default=12, help="slowest layers printed per cell")
+    profile.add_argument("--peak", action="append", default=[], metavar="DTYPE=GMACS@GBS",
+                         help="datasheet peak instead of the measured one, e.g. int8=400@50 "
+                              "(repeatable; float, int8)")
+    profile.add_argument("--refresh-peaks", action="store_true",
+                         help="measure this machine's peaks again (cached per CPU and runtime)")
+    profile.set_defaults(func=cmd_profile)
     audit = sub.add_parser("audit", help="accuracy-vs-latency sweep over models, schemes, "
                                          "targets, threads and batch sizes (resumable)")
     _add_audit_args(audit)

@@ -29,6 +29,17 @@ def source_revision(directory: Path) -> str | None:
     return head + ("+changes" if dirty else "")
 
 
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux's /proc/cpuinfo), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(threads: int) -> dict:
     """The machine and library versions the numbers were measured with."""
     import importlib.metadata as md
@@ -39,15 +50,7 @@ def environment(threads: int) -> dict:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             versions[pkg] = None
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads,
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads,
             "python": platform.python_version(), "platform": platform.platform(),
             "versions": versions}
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from convdeploy.efficiency.timeline import KernelTime, Timeline
 from convdeploy.exporters.artifact import Artifact, ArtifactFormat
 
 from .base import RuntimeOptions, TargetBase
@@ -127,14 +128,17 @@ class OpenVinoCpuTarget(TargetBase):
                    and op.get_friendly_name() not in supported]
         return [f"OpenVINO CPU cannot run op {m}" for m in missing[:10]]
 
+    def _compile(self, artifact: Artifact, options: RuntimeOptions, *, perf_count: bool = False):
+        core, model, integer_pads = self._read(artifact)
+        config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": options.threads,
+                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "PERF_COUNT": perf_count}
+        return core.compile_model(model, "CPU", config), integer_pads
+
     def compile(self, artifact: Artifact, workdir: Path, *,
                 options: RuntimeOptions = RuntimeOptions()) -> OpenVinoRunnable:
         import openvino as ov
 
-        core, model, integer_pads = self._read(artifact)
-        config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": options.threads,
-                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-        compiled = core.compile_model(model, "CPU", config)
+        compiled, integer_pads = self._compile(artifact, options)
         # Which precision each conv / fully-connected kernel really runs in (u8 = int8 path).
         precisions = Counter()
         for op in compiled.get_runtime_model().get_ops():
@@ -147,3 +151,49 @@ class OpenVinoCpuTarget(TargetBase):
             details["integer_pads"] = integer_pads  # see the module doc
         return OpenVinoRunnable(compiled.create_infer_request(), artifact.output_name,
                                 options.threads, details)
+
+    def profile(self, artifact: Artifact, inputs: dict[str, np.ndarray], workdir: Path, *,
+                options: RuntimeOptions = RuntimeOptions(), runs: int = 50,
+                warmup: int = 10) -> Timeline:
+        """Per-kernel times from OpenVINO's performance counters (``PERF_COUNT``), summed over
+        ``runs`` inferences after ``warmup`` (the first inference's one-off work would
+        otherwise count). The runtime model names the exported-graph layers each fused
+        kernel covers (``originalLayersNames``)."""
+        import time
+
+        compiled, _ = self._compile(artifact, options, perf_count=True)
+        covers = {}
+        for op in compiled.get_runtime_model().get_ops():
+            info = op.get_rt_info()
+            names = info["originalLayersNames"].value if "originalLayersNames" in info else ""
+            covers[op.get_friendly_name()] = tuple(n for n in names.split(",") if n)
+        request = compiled.create_infer_request()
+        (x,) = inputs.values()
+        for _ in range(warmup):
+            request.infer({0: x})
+        total: dict[str, float] = {}
+        kind: dict[str, str] = {}
+        wall = 0.0
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            request.infer({0: x})
+            wall += time.perf_counter() - t0
+            for info in request.get_profiling_info():
+                if info.status != info.Status.EXECUTED:
+                    continue
+                total[info.node_name] = total.get(info.node_name, 0.0) + \
+                    info.real_time.total_seconds() * 1e3
+                kind[info.node_name] = f"{info.node_type}:{info.exec_type}"
+        kernels = tuple(KernelTime(name, kind[name], ms / runs, _ov_dtype(kind[name]),
+                                   originals=covers.get(name, (name,)) or (name,))
+                        for name, ms in total.items())
+        return Timeline(kernels, wall / runs * 1e3, f"openvino PERF_COUNT ({options.threads} "
+                        f"thread{'s' if options.threads > 1 else ''})", runs)
+
+
+def _ov_dtype(kind: str) -> str:
+    """``Convolution:brgconv_avx512_I8`` -> int8; OpenVINO's implementation names end in the
+    precision they run."""
+    suffix = kind.rsplit("_", 1)[-1].lower()
+    return {"i8": "int8", "u8": "int8", "i16": "int16", "u16": "int16",
+            "bf16": "bf16", "f16": "float16"}.get(suffix, "float")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from convdeploy.efficiency.timeline import Timeline
 from convdeploy.exporters.artifact import Artifact, ArtifactFormat
 
 from .base import RuntimeOptions, TargetBase
@@ -101,7 +102,21 @@ class LiteRtTarget(TargetBase):
         return runnable
 
 
+    def profile(self, artifact: Artifact, inputs: dict[str, np.ndarray], workdir: Path, *,
+                options: RuntimeOptions = RuntimeOptions(), runs: int = 50,
+                warmup: int = 10) -> Timeline:
+        """Per-op times with each op isolated (``litert_isolated``): LiteRT has no per-op
+        profiler in Python. The reference kernels are not profiled (never timed)."""
+        from .litert_isolated import isolated_timeline
+
+        if self.resolver != "AUTO":
+            raise ValueError(f"{self.name} runs reference kernels, which are never timed")
+        (x,) = inputs.values()
+        return isolated_timeline(artifact.path, threads=options.threads, batch=len(x),
+                                 runs=runs, warmup=warmup)
+
 class LiteRtReferenceTarget(LiteRtTarget):
     name = "mobile-litert-ref"
     description = "LiteRT reference kernels (BUILTIN_REF): slow, bit-exact to int-reference"
     resolver = "BUILTIN_REF"
+

@@ -116,6 +116,10 @@ def _latency(store: CellStore, unit, row: dict) -> dict:
     if rec.get("status") != "ok":
         return {**out, "latency_status": "failed", "latency_reason": rec.get("reason")}
     lat = rec["latency_ms"]
+    eff = rec.get("efficiency")
+    if eff:
+        out.update(waterline_ms=eff["waterline_ms"], model_efficiency=eff["model_efficiency"],
+                   attributed_share=eff["attributed_ms"] / eff["latency_ms"], efficiency=eff)
     return {**out, "latency_status": "ok", "latency_median_ms": lat["median"],
             "latency_p90_ms": lat["p90"], "latency_min_ms": lat["min"],
             "latency_runs": lat["runs"], "per_image_ms": rec["per_image_ms"],

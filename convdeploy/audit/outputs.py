@@ -22,7 +22,8 @@ CSV_FIELDS = ("model", "scheme", "target", "threads", "batch_size", "status", "r
               "max_lsb_vs_int_reference", "bit_exact_fraction", "latency_median_ms",
               "latency_p90_ms", "per_image_ms", "speedup_vs_float", "pareto", "model_size_bytes",
               "latency_status", "latency_reason", "latency_note", "node", "other_cpu_cores",
-              "steal_cpu_cores", "eval_seconds")
+              "steal_cpu_cores", "eval_seconds", "waterline_ms", "model_efficiency",
+              "attributed_share")
 
 
 def to_dict(audit) -> dict:
@@ -174,6 +175,26 @@ padding:3px 6px;text-align:left}th{background:#f0f0f0}tr.pareto td{background:#e
 img{max-width:100%;border:1px solid #ddd;margin:6px 0}.muted{color:#666}code{font-size:12px}"""
 
 
+def _efficiency_section(cells: list[dict]) -> list[str]:
+    """Where the time goes (cells profiled with ``profile: true``): the efficiency gap and one
+    waterline chart per (model, target) at batch 1 and the fewest threads."""
+    from convdeploy.efficiency import plots as eplots
+
+    figures = eplots.audit_figures(cells)
+    if not figures:
+        return []
+    parts = ["<h2>Where the time goes</h2><p class='muted'>Per-layer times: the runtime's "
+             "kernel shares applied to the cell's measured latency (LiteRT: each op timed "
+             "alone). Bounds: max(MACs / peak, bytes / bandwidth), peaks measured on this "
+             "machine per runtime, dtype and thread count. Waterline: the sum of the bounds."
+             "</p>"]
+    for name, title, png in figures:
+        parts.append(f"<h3>{html.escape(title)}</h3><img id='fig-{html.escape(name)}' "
+                     f"alt='{html.escape(name)}' src='data:image/png;base64,"
+                     f"{base64.b64encode(png).decode()}'>")
+    return parts
+
+
 def page(data: dict) -> str:
     from . import plots
 
@@ -193,6 +214,7 @@ def page(data: dict) -> str:
             continue
         parts.append(f"<h2>{html.escape(title)}</h2><img id='fig-{name}' alt='{name}' "
                      f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+    parts += _efficiency_section(data["cells"])
     parts.append("<h2>Every cell</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>"
                                                           for h in HEADER) + "</tr>")
     for cell, row in zip(data["cells"], table_rows(data["cells"])):

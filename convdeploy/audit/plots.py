@@ -13,7 +13,7 @@ import io
 MARKERS = "osD^v<>pP*Xh"
 
 
-def _figure(ncols: int, width: float = 5.2, height: float = 4.0):
+def figure(ncols: int, width: float = 5.2, height: float = 4.0):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,7 +23,7 @@ def _figure(ncols: int, width: float = 5.2, height: float = 4.0):
     return fig, axes[0]
 
 
-def _png(fig) -> bytes:
+def png(fig) -> bytes:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
@@ -65,7 +65,7 @@ def _per_model(cells: list[dict], keep):
         return None
     colours, markers = _styles(cells)
     models = _models(rows)
-    fig, axes = _figure(len(models))
+    fig, axes = figure(len(models))
     panels = [(ax, model, [c for c in rows if c["model"] == model])
               for ax, model in zip(axes, models)]
     return fig, panels, colours, markers
@@ -100,7 +100,7 @@ def accuracy_vs_latency(cells: list[dict]) -> bytes | None:
         ax.set_title(f"{model}: accuracy vs latency (filled: most threads)", fontsize=9)
         ax.grid(alpha=0.3, which="both")
         _legend(ax, colours, markers)
-    return _png(fig)
+    return png(fig)
 
 
 def size_vs_accuracy(cells: list[dict]) -> bytes | None:
@@ -122,7 +122,7 @@ def size_vs_accuracy(cells: list[dict]) -> bytes | None:
         ax.set_title(f"{model}: size vs accuracy", fontsize=9)
         ax.grid(alpha=0.3)
         _legend(ax, colours, markers)
-    return _png(fig)
+    return png(fig)
 
 
 def speedups(cells: list[dict]) -> bytes | None:
@@ -151,7 +151,7 @@ def speedups(cells: list[dict]) -> bytes | None:
         ax.set_title(f"{model}: speed-up over float", fontsize=9)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3, axis="y")
-    return _png(fig)
+    return png(fig)
 
 
 def thread_scaling(cells: list[dict]) -> bytes | None:
@@ -174,7 +174,7 @@ def thread_scaling(cells: list[dict]) -> bytes | None:
         ax.set_title(f"{model}: thread scaling", fontsize=9)
         ax.grid(alpha=0.3, which="both")
         _legend(ax, colours, markers)
-    return _png(fig)
+    return png(fig)
 
 
 FIGURES = (("accuracy_vs_latency", "Accuracy vs batch-1 latency, Pareto front dashed",

@@ -101,6 +101,7 @@ class AuditSpec:
     workers: int = 2
     skip_unsupported: bool = False
     bootstrap: int = 2000
+    profile: bool = False  # per-layer efficiency of every latency cell that can be profiled
 
     def __post_init__(self) -> None:
         for name in ("repeats", "eval_batch_size", "workers", "bootstrap"):
@@ -120,7 +121,7 @@ class AuditSpec:
 
 SPEC_KEYS = ("models", "schemes", "targets", "data", "threads", "batch_sizes", "repeats",
              "warmup", "min_time_s", "eval_batch_size", "workers", "skip_unsupported",
-             "bootstrap")
+             "bootstrap", "profile")
 
 
 def _int_list(value: Any, key: str) -> tuple[int, ...]:
@@ -155,8 +156,9 @@ def parse_spec(tree: dict, base: Path | None = None) -> AuditSpec:
             kwargs[key] = _typed(tree[key], int, key)
     if "min_time_s" in tree:
         kwargs["min_time_s"] = _typed(tree["min_time_s"], float, "min_time_s")
-    if "skip_unsupported" in tree:
-        kwargs["skip_unsupported"] = _typed(tree["skip_unsupported"], bool, "skip_unsupported")
+    for key in ("skip_unsupported", "profile"):
+        if key in tree:
+            kwargs[key] = _typed(tree[key], bool, key)
     labels = [s.label for s in kwargs["schemes"]]
     dupes = sorted({x for x in labels if labels.count(x) > 1})
     if dupes:

@@ -80,13 +80,15 @@ class LatencyUnit:
     warmup: int
     repeats: int
     min_time_s: float
+    profile: bool = False  # also the per-layer efficiency profile (convdeploy.efficiency)
 
     kind = "latency"
 
     @property
     def key(self) -> str:
         return _digest(["latency", self.source.key, self.target, self.threads, self.batch_size,
-                        self.warmup, self.repeats, self.min_time_s])
+                        self.warmup, self.repeats, self.min_time_s,
+                        *(["profile"] if self.profile else [])])
 
     def describe(self) -> str:
         return (f"latency {self.source.model.label} {self.source.scheme.label} on {self.target}, "
@@ -257,11 +259,41 @@ def run_latency(unit: LatencyUnit, quantized: dict, artifacts_dir: str) -> dict:
     with _compiled(unit, target, art, artifacts_dir, unit.threads) as runnable:
         timing = latency.time_runs(runnable, {art.input_name: x}, warmup=unit.warmup,
                                    repeats=unit.repeats, min_time_s=unit.min_time_s)
-    return {"status": "ok", "latency_ms": timing,
+    extra = {}
+    if unit.profile:
+        extra["efficiency"] = _profile(unit, target, art, {art.input_name: x}, timing,
+                                       artifacts_dir)
+    return {"status": "ok", "latency_ms": timing, **extra,
             "per_image_ms": timing["median"] / unit.batch_size,
             "node": socket.gethostname(), "pid": os.getpid(),
             "threads_env": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS",)},
             "torch_threads": _torch_threads()}
+
+
+def _profile(unit: LatencyUnit, target, art, inputs: dict, timing: dict,
+             artifacts_dir: str) -> dict:
+    """The cell's per-layer view: the runtime's kernel shares applied to the latency just
+    measured (never a second timing), costs from the ONNX file the artifact came from."""
+    import onnx
+
+    from convdeploy.efficiency.analysis import analyse
+    from convdeploy.efficiency.costs import GraphIndex
+    from convdeploy.efficiency.profile import peaks_for
+    from convdeploy.targets.base import RuntimeOptions
+
+    workdir = Path(artifacts_dir) / unit.source.key / f"profile-{unit.target}-{os.getpid()}"
+    try:
+        timeline = target.profile(art, inputs, workdir, options=RuntimeOptions(unit.threads),
+                                  runs=unit.repeats, warmup=unit.warmup)
+    finally:
+        _remove(workdir)
+    source = art.path.with_name(art.details.get("source", art.path.name))
+    index = GraphIndex(onnx.load(str(source)), batch=unit.batch_size)
+    result = analyse(timeline, index, index.costs(), latency_ms=timing["median"],
+                     peaks=peaks_for(target, unit.threads, {}), model=unit.source.model.label,
+                     precision=unit.source.scheme.label, target=unit.target,
+                     threads=unit.threads, batch=unit.batch_size)
+    return result.to_dict()
 
 
 def _torch_threads() -> int:

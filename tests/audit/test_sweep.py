@@ -174,3 +174,42 @@ def test_a_video_model_is_audited_in_both_forms(tmp_path):
     # the same model and encodings up to calibration's float rounding: equal calls
     assert abs(timed["p3d-motion"]["accuracy"] - timed["p3d-motion (2-D form)"]["accuracy"]) \
         <= 1 / 16 + 1e-9
+
+
+def test_profiled_cells_carry_the_per_layer_view_and_the_page_shows_it(tmp_path, monkeypatch):
+    """``profile: true``: each latency cell on a profiling target gets its waterline and
+    per-layer table, the page its efficiency-gap and waterline figures. Peaks are seeded in
+    the cache (no microbenchmark here: timings are never tested)."""
+    from convdeploy.efficiency import peak as P
+    from convdeploy.targets import registry
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CONVDEPLOY_CACHE", str(cache))
+    for name in ("cpu-ort", "mobile-litert"):
+        target = registry.get(name)
+        if target.unavailable():
+            pytest.skip(target.unavailable())
+        for dtype in ("float", "int8"):
+            key = (f"v{P.CACHE_VERSION}|{P.machine_key()}|{name} {P._runtime_version(target)}"
+                   f"|{dtype}|1")
+            entries = json.loads(P.cache_path().read_text()) if P.cache_path().exists() else {}
+            entries[key] = {"gmacs": 100.0, "bandwidth": [[1e9, 20.0]], "source": "seeded"}
+            P.cache_path().parent.mkdir(parents=True, exist_ok=True)
+            P.cache_path().write_text(json.dumps(entries))
+    tree = {**TREE, "targets": ["cpu-ort", "mobile-litert"], "threads": [1], "profile": True}
+    audit = run_audit(parse_spec(tree), tmp_path / "a", progress=False)
+    timed = [c for c in audit.cells if c.get("latency_status") == "ok"]
+    assert len(timed) == 4 and audit.failed == 0
+    for c in timed:
+        eff = c["efficiency"]
+        assert c["waterline_ms"] == pytest.approx(eff["waterline_ms"])
+        assert c["waterline_ms"] > 0
+        assert eff["latency_ms"] == pytest.approx(c["latency_median_ms"])
+        convs = [r for r in eff["layers"] if r["op"] == "Conv"]
+        assert len(convs) == 4 and all(r["kernels"] for r in convs)
+        assert eff["peaks"]["float"]["source"] == "seeded"
+    page = (tmp_path / "a" / "audit.html").read_text()
+    assert "Where the time goes" in page
+    assert page.count("id='fig-waterline-digits-convnet-") == 2
+    assert "id='fig-gap-digits-convnet'" in page
+    assert "waterline_ms" in (tmp_path / "a" / "cells.csv").read_text().splitlines()[0]

@@ -1,0 +1,181 @@
+"""Where the time goes: a runtime's kernel times mapped to the exported graph's layers, with
+each layer's roofline bound and efficiency (Lavin 2024: latency = complexity /
+(efficiency x peak)).
+
+Times: the latency is an unprofiled measurement; a profiler's own cost falls between kernels,
+so each kernel's *share* of the profiled run is applied to the unprofiled latency
+(``ms = kernel_ms / profiled_run_ms * latency_ms``). What no kernel accounts for is shown as
+unattributed (the runtime's dispatch, Python, the profiler's gaps), never spread over layers.
+
+Bounds: a layer cannot run faster than ``max(MACs / peak, bytes / bandwidth)`` with the peak
+and bandwidth this runtime reached on this machine for the kernel's dtype (``peak.py``); the
+waterline is the sum of the bounds over the kernel sequence. Efficiency is the achieved
+MAC rate over the peak; a layer above 1 means the peak was under-measured and is flagged.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .costs import GraphIndex, LayerCost, module_of
+from .peak import Peak
+from .timeline import KernelTime, Timeline
+
+
+@dataclass(frozen=True)
+class LayerTime:
+    layer: str
+    op: str
+    kernels: tuple[str, ...]  # the runtime's kernels counted here
+    dtype: str
+    ms: float  # share of the unprofiled latency
+    macs: int
+    bytes: float
+    bound_ms: float
+    bound: str  # "compute" | "memory" | "" (no cost model: runtime-only kernel)
+    gmacs: float  # achieved
+    efficiency: float | None  # achieved / peak (None: no MACs)
+
+    @property
+    def intensity(self) -> float:
+        return self.macs / self.bytes if self.bytes else 0.0
+
+
+@dataclass(frozen=True)
+class EfficiencyProfile:
+    """One (artifact, target, threads, batch) cell's per-layer view."""
+
+    model: str
+    precision: str
+    target: str
+    threads: int
+    batch: int
+    latency_ms: float  # unprofiled median
+    layers: tuple[LayerTime, ...]
+    unattributed_ms: float
+    peaks: dict[str, Peak]  # per dtype
+    method: str
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def attributed_ms(self) -> float:
+        return sum(x.ms for x in self.layers)
+
+    @property
+    def waterline_ms(self) -> float:
+        return sum(x.bound_ms for x in self.layers)
+
+    @property
+    def macs(self) -> int:
+        return sum(x.macs for x in self.layers)
+
+    @property
+    def model_efficiency(self) -> float:
+        """The whole model's MAC rate over the peak of its main dtype (the efficiency gap)."""
+        peak = self.peaks.get(self.main_dtype)
+        return self.macs / self.latency_ms / 1e6 / peak.gmacs if peak and peak.gmacs else 0.0
+
+    @property
+    def main_dtype(self) -> str:
+        weights: dict[str, int] = {}
+        for x in self.layers:
+            weights[x.dtype] = weights.get(x.dtype, 0) + x.macs
+        return max(weights, key=weights.get) if weights else "float"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EfficiencyProfile":
+        """The inverse of ``to_dict`` (the audit keeps profiles as JSON in its cells)."""
+        names = set(cls.__dataclass_fields__)
+        layers = tuple(LayerTime(**{**{k: v for k, v in x.items() if k != "intensity"},
+                                    "kernels": tuple(x["kernels"])}) for x in d["layers"])
+        peaks = {k: Peak(v["gmacs"], tuple(tuple(b) for b in v["bandwidth"]), v["source"])
+                 for k, v in d["peaks"].items()}
+        return cls(**{**{k: v for k, v in d.items() if k in names}, "layers": layers,
+                      "peaks": peaks, "warnings": tuple(d.get("warnings", ()))})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["layers"] = [{**asdict(x), "intensity": round(x.intensity, 3)} for x in self.layers]
+        d.update(attributed_ms=self.attributed_ms, waterline_ms=self.waterline_ms,
+                 macs=self.macs, model_efficiency=self.model_efficiency,
+                 main_dtype=self.main_dtype)
+        return d
+
+
+def layer_of_kernel(kernel: KernelTime, index: GraphIndex) -> str | None:
+    """The exported layer a runtime kernel computes, from what the kernel still carries:
+    an owned weight/bias initializer (survives every fusion and renaming seen here), the
+    exported node or tensor names it covers, or a name prefix (runtimes append ``_token_4``,
+    ``/WithoutBiases``, ``_nchwc``). Layout conversions the runtime inserted (OpenVINO's
+    ``Reorder`` named after the tensors it joins, ORT's NCHWc ``ReorderInput``) stay
+    runtime kernels unless the runtime names them as an exported node."""
+    layers = set(index.layer_of_node.values())
+    for init in kernel.initializers:
+        module = module_of(init)
+        if module and module in layers:
+            return module
+    names = (*kernel.originals, kernel.name)
+    found = [index.layer_of_node[n] for n in names if n in index.layer_of_node]
+    found += [x for t in (*kernel.tensors, *names) if (x := index.layer_of_tensor(t))]
+    if not found and not kernel.kernel.split(":")[0].startswith(_LAYOUT):
+        for name in names:
+            found += [index.layer_of_node[n] for n in index.nodes_by_length
+                      if name.startswith(n) and name[len(n):len(n) + 1] in ("/", "_", ".")][:1]
+    if found:
+        return next((x for x in found if not _unweighted(x)), found[0])
+    quantizers = [index.quantizer_nodes[n] for n in names if n in index.quantizer_nodes]
+    return quantizers[0] if quantizers else None
+
+
+_LAYOUT = ("Reorder", "Transpose")
+
+
+def _unweighted(layer: str) -> bool:
+    return " " in layer  # "OpType node" names; module paths have no spaces
+
+
+def analyse(timeline: Timeline, index: GraphIndex, costs: list[LayerCost], *,
+            latency_ms: float, peaks: dict[str, Peak], model: str, precision: str,
+            target: str, threads: int, batch: int) -> EfficiencyProfile:
+    """Join kernel times to layer costs (see the module doc)."""
+    by_layer: dict[str, list[KernelTime]] = {}
+    for k in timeline.kernels:
+        layer = layer_of_kernel(k, index) or f"(runtime) {k.kernel} {k.name}"
+        by_layer.setdefault(layer, []).append(k)
+    cost_of = {c.layer: c for c in costs}
+    share = latency_ms / timeline.run_ms if timeline.run_ms > 0 else 0.0
+    rows, warnings = [], []
+    for c in costs:  # the graph's order, then what only the runtime has
+        kernels = by_layer.pop(c.layer, [])
+        rows.append(_row(c.layer, c, kernels, share, peaks, warnings))
+    for layer, kernels in by_layer.items():
+        rows.append(_row(layer, cost_of.get(layer), kernels, share, peaks, warnings))
+    missing = [c.layer for c in costs if c.weighted and not any(
+        r.layer == c.layer and r.kernels for r in rows)]
+    if missing:
+        warnings.append(f"no {target} kernel was mapped to {len(missing)} weighted layer(s): "
+                        f"{', '.join(missing[:5])}")
+    unattributed = latency_ms - sum(r.ms for r in rows)
+    return EfficiencyProfile(model, precision, target, threads, batch, latency_ms,
+                             tuple(r for r in rows if r.kernels or r.macs),
+                             unattributed, peaks, timeline.method, tuple(warnings))
+
+
+def _row(layer: str, cost: LayerCost | None, kernels: list[KernelTime], share: float,
+         peaks: dict[str, Peak], warnings: list[str]) -> LayerTime:
+    ms = sum(k.ms for k in kernels) * share
+    dtype = max(kernels, key=lambda k: k.ms).dtype if kernels else "float"
+    peak = peaks.get(dtype) or peaks.get("float")
+    macs = cost.macs if cost else 0
+    nbytes = cost.bytes if cost else 0.0
+    compute = macs / peak.gmacs / 1e6 if peak and peak.gmacs else 0.0
+    gbytes = peak.gbytes(nbytes) if peak else 0.0
+    memory = nbytes / gbytes / 1e6 if gbytes else 0.0
+    gmacs = macs / ms / 1e6 if ms > 0 else 0.0
+    efficiency = gmacs / peak.gmacs if macs and peak and peak.gmacs and ms > 0 else None
+    if efficiency is not None and efficiency > 1:
+        warnings.append(f"{layer} reached {gmacs:.1f} GMAC/s, above the {dtype} peak "
+                        f"{peak.gmacs:.1f} ({peak.source}): the peak is under-measured")
+    bound = "" if cost is None else ("compute" if compute >= memory else "memory")
+    op = cost.op if cost else (kernels[0].kernel if kernels else "")
+    return LayerTime(layer, op, tuple(k.name for k in kernels), dtype, ms, macs, nbytes,
+                     max(compute, memory), bound, gmacs, efficiency)

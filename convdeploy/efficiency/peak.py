@@ -1,0 +1,186 @@
+"""What this machine's runtimes can reach: peak GMAC/s with convolutions, and memory bandwidth
+per working-set size, per target, dtype and thread count, measured by a small set of one-layer
+models and cached.
+
+Peak is measured with convolutions, not a GEMM: on this machine ORT's QLinearConv reached 222
+GMAC/s on one thread where a 1024^3 MatMulInteger reached 117, and with the GEMM as the peak
+real layers showed efficiencies above 1. Bandwidth is a float elementwise Add (bytes read
+and written per second, the per-call cost subtracted) at working sets from L1 to DRAM: bytes
+are bytes whatever their dtype, and the float Add is the runtime's plainest stream. A user may pass datasheet values
+instead (``Peak`` is a plain dataclass); figures above them are flagged, never clipped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from convdeploy.files import write_text_atomic
+
+# (C_in = C_out, H = W, kernel): dense 3x3 convolutions at the sizes ConvNets run (CIFAR's
+# few channels at large maps to ImageNet's many at small ones), and one pointwise; the best
+# of them is the peak (small ones under-use the vector units, the largest spill the caches).
+CONV_SHAPES = ((16, 32, 3), (32, 16, 3), (64, 8, 3), (64, 56, 3), (128, 28, 3), (256, 14, 3),
+               (512, 7, 3), (256, 14, 1))
+# Add working sets (elements per operand): a layer's bytes are served by the smallest level
+# that holds them, so a CIFAR layer (tens of KB) is bounded by cache, not DRAM, bandwidth.
+# The first size measures the runtime's per-call cost, subtracted from the others.
+ADD_SIZES = (1 << 4, 1 << 12, 1 << 15, 1 << 18, 1 << 23)
+CACHE_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Peak:
+    """One runtime's ceiling on this machine for one dtype and thread count."""
+
+    gmacs: float  # best GMAC/s over CONV_SHAPES
+    bandwidth: tuple[tuple[float, float], ...]  # (working-set bytes, GB/s), growing sets
+    source: str  # "measured <shape>" or "given"
+
+    def gbytes(self, nbytes: float) -> float:
+        """GB/s for a layer moving ``nbytes``: the smallest measured set that holds them."""
+        for size, gbs in self.bandwidth:
+            if nbytes <= size:
+                return gbs
+        return self.bandwidth[-1][1] if self.bandwidth else 0.0
+
+
+def cache_path() -> Path:
+    root = Path(os.environ.get("CONVDEPLOY_CACHE", Path.home() / ".cache" / "convdeploy"))
+    return root / "peaks.json"
+
+
+def machine_key() -> str:
+    """The CPU the figures belong to (a cache from another machine never answers)."""
+    from convdeploy.report import cpu_model
+
+    return f"{cpu_model()} x{os.cpu_count()}"
+
+
+def _conv_model(channels: int, size: int, kernel: int, dtype: str, seed: int = 0):
+    """A one-Conv ONNX model: float, or QDQ with uint8 activations and per-channel int8
+    weights (what convdeploy's W8A8 exports), which runtimes fuse into one int8 kernel."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((channels, channels, kernel, kernel)).astype(np.float32) * 0.05
+    b = rng.standard_normal(channels).astype(np.float32) * 0.1
+    pad = kernel // 2
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, channels, size, size])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, channels, size, size])
+    conv_attrs = {"kernel_shape": [kernel, kernel], "pads": [pad] * 4}
+    if dtype == "float":
+        nodes = [helper.make_node("Conv", ["input", "w", "b"], ["output"], **conv_attrs)]
+        inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
+    else:
+        w_scale = np.abs(w).reshape(channels, -1).max(1) / 127
+        w_q = np.round(w / w_scale[:, None, None, None]).astype(np.int8)
+        b_q = np.round(b / (w_scale * 0.02)).astype(np.int32)
+        inits = [numpy_helper.from_array(w_q, "w_q"),
+                 numpy_helper.from_array(w_scale.astype(np.float32), "w_s"),
+                 numpy_helper.from_array(np.zeros(channels, np.int8), "w_zp"),
+                 numpy_helper.from_array(b_q, "b_q"),
+                 numpy_helper.from_array((w_scale * 0.02).astype(np.float32), "b_s"),
+                 numpy_helper.from_array(np.zeros(channels, np.int32), "b_zp"),
+                 numpy_helper.from_array(np.array(0.02, np.float32), "x_s"),
+                 numpy_helper.from_array(np.array(128, np.uint8), "x_zp"),
+                 numpy_helper.from_array(np.array(0.05, np.float32), "y_s"),
+                 numpy_helper.from_array(np.array(128, np.uint8), "y_zp")]
+        nodes = [helper.make_node("QuantizeLinear", ["input", "x_s", "x_zp"], ["xq"]),
+                 helper.make_node("DequantizeLinear", ["xq", "x_s", "x_zp"], ["xd"]),
+                 helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_zp"], ["wd"], axis=0),
+                 helper.make_node("DequantizeLinear", ["b_q", "b_s", "b_zp"], ["bd"], axis=0),
+                 helper.make_node("Conv", ["xd", "wd", "bd"], ["c"], **conv_attrs),
+                 helper.make_node("QuantizeLinear", ["c", "y_s", "y_zp"], ["yq"]),
+                 helper.make_node("DequantizeLinear", ["yq", "y_s", "y_zp"], ["output"])]
+    graph = helper.make_graph(nodes, "peak_conv", [x], [y], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), \
+        channels * channels * kernel * kernel * size * size
+
+
+def _add_model(n: int):
+    """An input of ``n`` floats plus a constant of ``n``: 12 bytes of traffic per element
+    (a constant operand, not a split input: every runtime and our TFLite writer take it)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, n])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, n])
+    c = numpy_helper.from_array(np.linspace(-1, 1, n, dtype=np.float32)[None], "c")
+    graph = helper.make_graph([helper.make_node("Add", ["input", "c"], ["output"])],
+                              "peak_add", [x], [y], [c])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), 12 * n
+
+
+def _time_model(target, model, workdir: Path, threads: int, shape) -> float:
+    """The fastest of >= 0.5 s of runs of ``model`` on ``target``, in ms (after warm-up): a
+    ceiling is what the runtime *can* reach, and the layers it is compared with are means."""
+    import onnx
+
+    from convdeploy.exporters.artifact import Artifact, ArtifactFormat
+    from convdeploy.latency import time_runs
+    from convdeploy.targets.base import RuntimeOptions
+
+    path = workdir / "peak.onnx"
+    onnx.save(model, str(path))
+    artifact = Artifact("peak", ArtifactFormat.ONNX, "peak", path=path)
+    if ArtifactFormat.ONNX not in target.formats:  # LiteRT: the same layer through our writer
+        from convdeploy.exporters.tflite_export import TfliteExporter
+
+        artifact = TfliteExporter().export(artifact, workdir)
+    runnable = target.compile(artifact, workdir, options=RuntimeOptions(threads=threads))
+    x = np.random.default_rng(1).random(shape, dtype=np.float32)
+    return time_runs(runnable, {"input": x}, warmup=5, repeats=10, min_time_s=0.5)["min"]
+
+
+def measure_peak(target, dtype: str, threads: int) -> Peak:
+    """Run the conv set and the Add on ``target`` (an ONNX target) and keep the best."""
+    with tempfile.TemporaryDirectory(prefix="convdeploy-peak-") as tmp:
+        best, where = 0.0, ""
+        for channels, size, kernel in CONV_SHAPES:
+            model, macs = _conv_model(channels, size, kernel, dtype)
+            ms = _time_model(target, model, Path(tmp), threads, (1, channels, size, size))
+            if macs / ms / 1e6 > best:
+                best, where = macs / ms / 1e6, f"conv {channels}x{size}x{size} k{kernel}"
+        times = []
+        for n in ADD_SIZES:
+            model, nbytes = _add_model(n)
+            times.append((nbytes, _time_model(target, model, Path(tmp), threads, (1, n))))
+    call_ms = times[0][1]
+    levels = tuple((float(nbytes), round(nbytes / max(ms - call_ms, 1e-4) / 1e6, 2))
+                   for nbytes, ms in times[1:])
+    return Peak(round(best, 2), levels, f"measured ({where}; bandwidth of float Add)")
+
+
+def _runtime_version(target) -> str:
+    from importlib import metadata
+
+    for name in (target.runtime_package, target.runtime_module):
+        if name:
+            try:
+                return metadata.version(name.split()[0])
+            except metadata.PackageNotFoundError:
+                continue
+    return ""
+
+
+def peak_for(target, dtype: str, threads: int, *, cache: Path | None = None,
+             refresh: bool = False) -> Peak:
+    """The cached peak for (this machine, target's runtime version, dtype, threads), measured
+    on first use (a few seconds per entry)."""
+    cache = cache or cache_path()
+    runtime = _runtime_version(target)
+    key = f"v{CACHE_VERSION}|{machine_key()}|{target.name} {runtime}|{dtype}|{threads}"
+    entries = json.loads(cache.read_text()) if cache.exists() else {}
+    if key in entries and not refresh:
+        e = entries[key]
+        return Peak(e["gmacs"], tuple(tuple(x) for x in e["bandwidth"]), e["source"])
+    peak = measure_peak(target, dtype, threads)
+    entries = json.loads(cache.read_text()) if cache.exists() else {}
+    entries[key] = {**asdict(peak), "bandwidth": [list(x) for x in peak.bandwidth]}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(cache, json.dumps(entries, indent=1, sort_keys=True))
+    return peak

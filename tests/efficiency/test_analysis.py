@@ -1,0 +1,83 @@
+"""The join of kernel times to layers: mapping rules, shares, bounds (constructed timelines)."""
+from __future__ import annotations
+
+import math
+
+import onnx
+import pytest
+
+from convdeploy.efficiency.analysis import analyse, layer_of_kernel
+from convdeploy.efficiency.costs import GraphIndex
+from convdeploy.efficiency.peak import Peak
+from convdeploy.efficiency.timeline import KernelTime, Timeline
+
+
+@pytest.fixture(scope="module")
+def index():
+    from tests.artifacts import tiny_artifacts
+
+    return GraphIndex(onnx.load(str(tiny_artifacts()[1].path)))
+
+
+@pytest.mark.parametrize("kernel,layer", [
+    # ORT: a fused QLinearConv keeps the weight initializer, not the node name
+    (KernelTime("node_conv2d_1_token_4", "QLinearConv", 1, "int8",
+                initializers=("relu.scale", "dw.0.weight.quantized")), "dw.0"),
+    # ORT float NCHWc: weights reordered (renamed), the bias keeps its name
+    (KernelTime("relu_nchwc", "Conv", 1, "float", initializers=("reorder", "stem.0.bias")),
+     "stem.0"),
+    # OpenVINO: the exported node's name with a suffix
+    (KernelTime("node_conv2d_2/WithoutBiases", "Convolution:brgconv_avx512_I8", 1, "int8",
+                originals=("node_conv2d_2/WithoutBiases",)), "down.0"),
+    # a kernel named as the exported Add
+    (KernelTime("node_add_75", "QLinearAdd", 1, "int8", originals=("node_add_75",)),
+     "Add node_add_75"),
+    # LiteRT: an op found by its output tensor (the quantizer after the layer)
+    (KernelTime("3:MAX_POOL_2D", "MAX_POOL_2D", 1, "int8",
+                tensors=("qpoint_14.quantized",)), "MaxPool node_max_pool2d"),
+])
+def test_kernels_map_to_layers(index, kernel, layer):
+    assert layer_of_kernel(kernel, index) == layer
+
+
+def test_layout_conversions_stay_runtime_kernels(index):
+    reorder = KernelTime("node_conv2d_1_abcd_acdb_node_conv2d_2", "Reorder:jit_uni_I8", 1,
+                         "int8", originals=("node_conv2d_1_abcd_acdb_node_conv2d_2",))
+    assert layer_of_kernel(reorder, index) is None
+
+
+def _timeline(run_ms: float) -> Timeline:
+    return Timeline((
+        KernelTime("a", "QLinearConv", 0.30, "int8", initializers=("stem.0.weight.quantized",)),
+        KernelTime("b", "QLinearConv", 0.10, "int8", initializers=("down.0.weight.quantized",)),
+        KernelTime("c", "QLinearConv", 0.05, "int8", initializers=("dw.0.weight.quantized",)),
+        KernelTime("Transpose", "Transpose", 0.05, "int8")), run_ms, "constructed", 10)
+
+
+def test_shares_of_the_profiled_run_apply_to_the_unprofiled_latency(index):
+    # the profiled run took 1.0 ms, 0.5 of it in kernels; unprofiled the model takes 0.8 ms
+    p = analyse(_timeline(1.0), index, index.costs(), latency_ms=0.8,
+                peaks={"int8": Peak(100.0, ((math.inf, 10.0),), "given")}, model="tiny",
+                precision="w8a8", target="t", threads=1, batch=1)
+    ms = {r.layer: r.ms for r in p.layers}
+    assert ms["stem.0"] == pytest.approx(0.24) and ms["down.0"] == pytest.approx(0.08)
+    assert ms["(runtime) Transpose Transpose"] == pytest.approx(0.04)
+    assert p.attributed_ms == pytest.approx(0.4) and p.unattributed_ms == pytest.approx(0.4)
+    assert any("fc" in w for w in p.warnings)  # a weighted layer no kernel was mapped to
+
+
+def test_bounds_efficiency_and_the_over_peak_warning(index):
+    costs = {c.layer: c for c in index.costs()}
+    peak = Peak(0.1, ((1e3, 100.0), (math.inf, 1.0)), "given")  # 0.1 GMAC/s: tiny on purpose
+    p = analyse(_timeline(0.5), index, index.costs(), latency_ms=0.5, peaks={"int8": peak},
+                model="tiny", precision="w8a8", target="t", threads=1, batch=1)
+    row = {r.layer: r for r in p.layers}
+    stem = row["stem.0"]
+    compute_ms = costs["stem.0"].macs / 0.1e6
+    memory_ms = costs["stem.0"].bytes / 1.0e6  # > 1 KB: the slower level
+    assert stem.bound_ms == pytest.approx(max(compute_ms, memory_ms))
+    assert stem.bound == ("compute" if compute_ms >= memory_ms else "memory")
+    assert stem.efficiency == pytest.approx(costs["stem.0"].macs / 0.3 / 1e6 / 0.1)
+    assert stem.efficiency > 1 and any("stem.0" in w and "under-measured" in w
+                                       for w in p.warnings)
+    assert p.waterline_ms == pytest.approx(sum(r.bound_ms for r in p.layers))

@@ -1,0 +1,64 @@
+"""The peak microbenchmark's models and its per-machine cache (no timing asserted)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from convdeploy.efficiency import peak as peak_mod
+from convdeploy.efficiency.peak import Peak, _conv_model, peak_for
+
+
+def test_the_int8_micro_conv_runs_as_one_integer_kernel(tmp_path):
+    import onnx
+
+    from convdeploy.exporters.artifact import Artifact, ArtifactFormat
+    from convdeploy.targets import registry
+
+    target = registry.get("cpu-ort")
+    model, macs = _conv_model(16, 8, 3, "int8")
+    assert macs == 16 * 16 * 9 * 8 * 8
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    runnable = target.compile(Artifact("m", ArtifactFormat.ONNX, "w8a8", path=path), tmp_path)
+    assert runnable.details["integer_kernels"] == {"QLinearConv": 1}
+    assert runnable.details["float_convs"] == 0
+
+
+def test_the_micro_models_are_written_for_litert(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    import onnx
+
+    from convdeploy.exporters.artifact import Artifact, ArtifactFormat
+    from convdeploy.exporters.tflite_export import TfliteExporter
+
+    for dtype in ("float", "int8"):
+        model, _ = _conv_model(16, 8, 3, dtype)
+        path = tmp_path / f"{dtype}.onnx"
+        onnx.save(model, str(path))
+        art = TfliteExporter().export(Artifact(dtype, ArtifactFormat.ONNX, dtype, path=path),
+                                      tmp_path)
+        assert art.path.stat().st_size > 16 * 16 * 9
+
+
+def test_peaks_are_cached_per_machine_runtime_dtype_and_threads(tmp_path, monkeypatch):
+    from convdeploy.targets import registry
+
+    calls = []
+
+    def fake(target, dtype, threads):
+        calls.append((target.name, dtype, threads))
+        return Peak(10.0 * len(calls), ((1e4, 50.0), (math.inf, 5.0)), "measured (fake)")
+
+    monkeypatch.setattr(peak_mod, "measure_peak", fake)
+    cache = tmp_path / "peaks.json"
+    target = registry.get("cpu-ort")
+    first = peak_for(target, "int8", 1, cache=cache)
+    assert peak_for(target, "int8", 1, cache=cache) == first  # read back, not measured
+    assert peak_for(target, "int8", 2, cache=cache).gmacs == 20.0  # threads: another entry
+    assert peak_for(target, "int8", 1, cache=cache, refresh=True).gmacs == 30.0
+    assert calls == [("cpu-ort", "int8", 1), ("cpu-ort", "int8", 2), ("cpu-ort", "int8", 1)]
+    keys = json.loads(cache.read_text())
+    assert len(keys) == 2 and all(peak_mod.machine_key() in k and "cpu-ort" in k for k in keys)
+    assert first.gbytes(1e3) == 50.0 and first.gbytes(1e6) == 5.0
