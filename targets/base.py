@@ -20,6 +20,9 @@ class RuntimeOptions:
     # where a target may leave files the user keeps (the run's output folder: fpga-hls writes
     # its project there); None: inside the compile's work folder
     keep_dir: Path | None = None
+    # the ONNX targets' exact data-movement rewrites (exporters/codes_rewrite.py); off only to
+    # measure what they save
+    graph_rewrites: bool = True
 
 
 class Runnable(Protocol):

@@ -55,15 +55,21 @@ class OrtCpuTarget(TargetBase):
 
     def _session(self, path: Path, options: RuntimeOptions, optimized: Path | None = None,
                  profile_prefix: Path | None = None):
+        """A session of the file at ``path`` as ``exporters/codes_rewrite.py`` rewrites it
+        (exact: Slice/Pad of quantized tensors on their codes, Slice chains merged), and the
+        rewrites made."""
         import onnxruntime as ort
         import onnx
 
+        from convdeploy.exporters.codes_rewrite import rewrite
+
+        model = onnx.load(str(path))
+        rewrites = rewrite(model) if options.graph_rewrites else {}
         so = ort.SessionOptions()
         so.intra_op_num_threads = options.threads
         so.inter_op_num_threads = 1
         level = ort.GraphOptimizationLevel
-        so.graph_optimization_level = (level.ORT_ENABLE_BASIC
-                                       if has_4bit_activations(onnx.load(str(path)))
+        so.graph_optimization_level = (level.ORT_ENABLE_BASIC if has_4bit_activations(model)
                                        else level.ORT_ENABLE_ALL)
         so.log_severity_level = 3
         if optimized is not None:
@@ -71,7 +77,8 @@ class OrtCpuTarget(TargetBase):
         if profile_prefix is not None:
             so.enable_profiling = True
             so.profile_file_prefix = str(profile_prefix)
-        return ort.InferenceSession(str(path), sess_options=so, providers=list(self.providers))
+        return ort.InferenceSession(model.SerializeToString(), sess_options=so,
+                                    providers=list(self.providers)), rewrites
 
     def check_ops(self, artifact: Artifact) -> list[str]:
         # Building a session is the authoritative answer: ORT names the op or type it lacks.
@@ -89,13 +96,14 @@ class OrtCpuTarget(TargetBase):
 
         workdir.mkdir(parents=True, exist_ok=True)
         optimized = workdir / f"{artifact.name}.{self.name}.optimized.onnx"
-        session = self._session(artifact.path, options, optimized)
+        session, rewrites = self._session(artifact.path, options, optimized)
         kernels = Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
         optimized.unlink(missing_ok=True)
         details = {"runtime": f"onnxruntime {ort.__version__}", "providers": list(self.providers),
                    "integer_kernels": {k: v for k, v in kernels.items() if k in INTEGER_KERNELS},
                    "float_convs": kernels.get("Conv", 0) + kernels.get("FusedConv", 0),
-                   "optimization": str(session.get_session_options().graph_optimization_level)}
+                   "optimization": str(session.get_session_options().graph_optimization_level),
+                   **({"graph_rewrites": rewrites} if rewrites else {})}
         return OrtRunnable(session, artifact.input_name, artifact.output_name, options.threads,
                            details)
 
@@ -115,7 +123,7 @@ class OrtCpuTarget(TargetBase):
 
         workdir.mkdir(parents=True, exist_ok=True)
         optimized = workdir / f"{artifact.name}.{self.name}.profiled.onnx"
-        session = self._session(artifact.path, options, optimized, workdir / "ort-profile")
+        session, _ = self._session(artifact.path, options, optimized, workdir / "ort-profile")
         feed = {artifact.input_name: inputs[artifact.input_name]}
         for _ in range(warmup + runs):
             session.run(None, feed)

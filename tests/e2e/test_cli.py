@@ -173,7 +173,7 @@ def test_conv3d_as_2d_exports_the_2d_form_for_the_onnx_runtimes(tmp_path):
     assert len(weights) == 15 and all(len(t.dims) == 4 for t in weights)
     assert not any(len(t.dims) == 5 for t in graph.initializer)  # no 5-D kernel is left
     rows = {(r["target"], r["scheme"]): r for r in report["results"]}
-    assert rows[("cpu-openvino", "w8a8")]["runtime"]["integer_pads"] > 0
+    assert rows[("cpu-openvino", "w8a8")]["runtime"]["graph_rewrites"]["on_codes"] > 0
     for target in ("cpu-ort", "cpu-openvino"):
         assert rows[(target, "w8a8")]["max_lsb_vs_int_reference"] <= 8
 

@@ -46,7 +46,7 @@ class PaddedFrames(torch.nn.Module):
 
 
 def test_pads_of_codes_with_a_zero_point_are_read_as_integer_pads(tmp_path):
-    """The legalization (cpu_openvino._integer_pads) is exact: onnxruntime gives the same
+    """The legalization (exporters/codes_rewrite.on_codes) is exact: onnxruntime gives the same
     outputs for the file as written and as OpenVINO reads it; OpenVINO then runs it within
     LSBs of onnxruntime."""
     pytest.importorskip("openvino", reason="openvino is not installed")
@@ -57,19 +57,21 @@ def test_pads_of_codes_with_a_zero_point_are_read_as_integer_pads(tmp_path):
     from convdeploy.quant import W8A8, capture, quantize
     from convdeploy.targets import registry
     from convdeploy.targets.base import RuntimeOptions
-    from convdeploy.targets.cpu_openvino import _integer_pads
+    from convdeploy.exporters.codes_rewrite import on_codes
 
     torch.manual_seed(0)
     xs = [torch.randn(4, 3, 2, 6, 6, generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
     qm = quantize(capture(PaddedFrames().eval(), xs[0][:2]), W8A8, xs, progress=False)
     art = OnnxExporter(quantized=True, example=xs[0][:2]).export(qm, tmp_path)
     model = onnx.load(str(art.path))
-    assert _integer_pads(model) == 1
+    assert on_codes(model) == 1
     onnx.save(model, str(tmp_path / "legal.onnx"))
     x = xs[1].numpy()
-    outs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(
+    basic = ort.SessionOptions()  # the files as written: no runtime rewrite of our own
+    basic.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    outs = [ort.InferenceSession(str(p), basic, providers=["CPUExecutionProvider"]).run(
         None, {"input": x})[0] for p in (art.path, tmp_path / "legal.onnx")]
     np.testing.assert_array_equal(outs[0], outs[1])
     runnable = registry.get("cpu-openvino").compile(art, tmp_path, options=RuntimeOptions(1))
-    assert runnable.details["integer_pads"] == 1
+    assert runnable.details["graph_rewrites"] == {"on_codes": 1}
     assert np.abs(runnable({"input": x})["output"] - outs[0]).max() / art.output_scale <= 2.0

@@ -1,0 +1,85 @@
+"""The per-layer efficiency tables: bench/efficiency.py's profiles (efficiency gap, waterline,
+how much of each latency the layers account for) and the data-movement rewrite's before/after."""
+from __future__ import annotations
+
+from render_tables import _load, _ms, _num, _pct, _table, machine
+
+DISTURBED = 0.2  # other processes' cores beside a timing, from which it is flagged
+
+
+def efficiency_section() -> list[str]:
+    data = _load("efficiency.json")
+    if data is None:
+        return ["Not run yet: `python bench/efficiency.py` (alone on the machine).", ""]
+    rows = []
+    for c in data["cells"]:
+        rows.append([c["model"], c["precision"], c["target"], str(c["threads"]),
+                     _ms(c["latency_ms"]), _ms(c["waterline_ms"]),
+                     _pct(c["waterline_ms"] / c["latency_ms"]), _pct(c["model_efficiency"]),
+                     _pct(c["attributed_share"]), _num(c.get("max_layer_efficiency"), 2),
+                     c["peaks"][c["main_dtype"]]["source"].split(";")[0].removeprefix(
+                         "measured (").rstrip(")"),
+                     _num(c["peaks"][c["main_dtype"]]["gmacs"], 0)])
+    lines = [f"Machine: {machine(data['environment'])}; revision {data.get('revision')}; "
+             f"batch 1; {data['wall_seconds'] / 60:.0f} min.", "",
+             *_table(["model", "precision", "target", "threads", "latency ms", "waterline ms",
+                      "waterline / latency", "model efficiency", "layers account for",
+                      "max layer efficiency", "peak from", "peak GMAC/s"], rows), "",
+             "Waterline: the sum of every layer's roofline bound (MACs / peak, bytes / "
+             "bandwidth) with this machine's measured peaks; model efficiency: all MACs over "
+             "the latency, over the peak of the dtype carrying most MACs; layers account for: "
+             "the kernels' share of the latency (LiteRT: ops timed alone, which can sum past "
+             "100%). Per-layer tables and plots: `bench/results/efficiency.json`, "
+             "`bench/results/efficiency/`.", ""]
+    lines += _slowest(data) + rewrite_section(data)
+    return lines
+
+
+def _slowest(data: dict) -> list[str]:
+    """The five slowest layers of each model's W8A8 cell on cpu-ort, 1 thread."""
+    out = []
+    for c in data["cells"]:
+        if c["target"] != "cpu-ort" or c["precision"] == "float" or c["threads"] != 1:
+            continue
+        top = sorted(c["layers"], key=lambda r: -r["ms"])[:5]
+        out += [f"Slowest layers, {c['model']} {c['precision']} on cpu-ort (1 thread):", "",
+                *_table(["layer", "op", "ms", "MMACs", "MAC/B", "efficiency", "bound ms",
+                         "bound"],
+                        [[r["layer"], r["op"], _ms(r["ms"]), _num(r["macs"] / 1e6, 2),
+                          _num(r["intensity"], 1), _num(r["efficiency"], 2),
+                          _ms(r["bound_ms"]), r["bound"]] for r in top]), ""]
+    return out
+
+
+def rewrite_section(data: dict) -> list[str]:
+    rows = [[r["model"], r["target"], r["precision"], str(r["threads"]), str(r["batch"]),
+             ", ".join(f"{k} {v}" for k, v in r["rewrites"].items()), _ms(r["off_ms"]),
+             _ms(r["on_ms"]), _num(r["speedup"], 3), "yes" if r["outputs_identical"] else "NO",
+             _num(r.get("other_cpu_cores"), 2)] for r in data["rewrite"]]
+    if not rows:
+        return []
+    return ["Exact data-movement rewrite (`exporters/codes_rewrite.py`), off vs on: medians of "
+            "alternating >= 1 s windows in one process; outputs on 256 test images compared "
+            "bit for bit.", "",
+            *_table(["model", "target", "precision", "threads", "batch", "rewrites", "off ms",
+                     "on ms", "off / on", "identical", "other cores"], rows), ""]
+
+
+def efficiency_summary() -> list[str]:
+    data = _load("efficiency.json")
+    if data is None:
+        return []
+    cells = data["cells"]
+    gaps = ", ".join(f"{c['model'].removesuffix('-cifar10')} {c['precision']} "
+                     f"{_pct(c['model_efficiency'])}" for c in cells
+                     if c["target"] == "cpu-ort" and c["threads"] == 1)
+    best = max(data["rewrite"], key=lambda r: r["speedup"], default=None)
+    lines = [f"- Per-layer efficiency (`bench/efficiency.py`, "
+             f"{machine(data['environment']).split(';')[0]}): model efficiency on cpu-ort, "
+             f"1 thread, batch 1: {gaps}."]
+    if best:
+        lines.append(f"- Exact shortcut rewrite: up to x{best['speedup']:.3f} "
+                     f"({best['model']} {best['precision']} on {best['target']}, "
+                     f"{best['threads']} thread(s), batch {best['batch']}), outputs "
+                     f"{'identical' if all(r['outputs_identical'] for r in data['rewrite']) else 'DIFFERENT'}.")
+    return lines + [""]
