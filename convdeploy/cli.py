@@ -304,6 +304,57 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from convdeploy.quant.config import PTQConfig
+    from convdeploy.quant.scheme import W8A8
+
+    from .files import staged_directory
+    from .pipeline import run as export_run
+    from .tuning.outputs import override_lines, write_outputs
+    from .tuning.run import TuneConfig, tune
+
+    cfg = config_from_args(args)
+    if cfg.scheme is None:
+        cfg = replace(cfg, scheme=W8A8)
+    if args.target not in _target_names():
+        raise ConvdeployError(f"unknown target {args.target!r}",
+                              fix=f"choose from {', '.join(_target_names())}")
+    tcfg = TuneConfig(args.target, args.max_drop, args.min_speedup, args.tune_size,
+                      args.rounds)
+    budget = {"max_drop": tcfg.max_drop, "min_speedup": tcfg.min_speedup}
+    with staged_directory(args.out, overwrite=args.overwrite) as stage:
+        result = tune(cfg, tcfg, stage / "work")
+        chosen = result.chosen()
+        if chosen is not None:
+            from convdeploy.quant.scheme import LayerOverride
+
+            scheme = cfg.scheme.with_(overrides=cfg.scheme.overrides + tuple(
+                LayerOverride.parse(f"{layer}={p}") for layer, p in chosen))
+            export_run(replace(cfg, scheme=scheme, ptq=PTQConfig(methods=()),
+                               targets=(tcfg.target,), out=stage / "export", overwrite=True,
+                               progress=False))
+        write_outputs(result, cfg, budget, stage)
+        import shutil
+
+        shutil.rmtree(stage / "work", ignore_errors=True)
+    from .tuning.outputs import markdown
+
+    print(markdown(result, budget))
+    if chosen is None:
+        print("no configuration met the budget on the tuning split")
+    else:
+        print("chosen: " + (" ".join(override_lines(result)) or "every layer 8-bit"))
+    print(f"wrote {args.out}/tune.json, tune.md, tune.yaml, overrides.txt, search.png"
+          + (f" and {args.out}/export/ (report.json, report.md)" if chosen is not None else ""))
+    return 0
+
+
+def _target_names() -> list[str]:
+    from convdeploy.targets import registry
+
+    return registry.names()
+
+
 def cmd_video_demo(args: argparse.Namespace) -> int:
     from .video_demo import VideoDemoConfig, run_demo
 
@@ -467,6 +518,22 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--refresh-peaks", action="store_true",
                          help="measure this machine's peaks again (cached per CPU and runtime)")
     profile.set_defaults(func=cmd_profile)
+    tune_p = sub.add_parser("tune", help="per-layer precision chosen by measured latency on a "
+                                         "target within an accuracy budget, beside NNCF- and "
+                                         "INC-style searches")
+    _add_export_args(tune_p)
+    tune_p.set_defaults(batch_size=1, min_time_s=0.5, scheme="w8a8")
+    tune_p.add_argument("--target", required=True, help="the target to tune for, e.g. cpu-ort")
+    tune_p.add_argument("--max-drop", type=float, required=True, metavar="POINTS",
+                        help="accuracy you may lose against float, in points (0.5 = half a "
+                             "percentage point)")
+    tune_p.add_argument("--min-speedup", type=float, help="also at least this many times "
+                                                          "faster than float on the target")
+    tune_p.add_argument("--tune-size", type=int, default=1000,
+                        help="evaluation images the search sees (the rest score its result)")
+    tune_p.add_argument("--rounds", type=int, default=5,
+                        help="alternating end-to-end timings of the final configurations")
+    tune_p.set_defaults(func=cmd_tune)
     audit = sub.add_parser("audit", help="accuracy-vs-latency sweep over models, schemes, "
                                          "targets, threads and batch sizes (resumable)")
     _add_audit_args(audit)

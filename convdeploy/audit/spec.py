@@ -12,7 +12,7 @@ from convdeploy.config import DataConfig, ModelSource, default_methods
 from convdeploy.configfile import (SpecError, _typed, check_keys, parse_data, parse_model,
                                    parse_targets, read_yaml)
 from convdeploy.quant.config import PTQConfig
-from convdeploy.quant.scheme import PRESETS, Calibration, QuantScheme
+from convdeploy.quant.scheme import PRESETS, Calibration, LayerOverride, QuantScheme
 
 FLOAT = "float"
 
@@ -41,14 +41,15 @@ class SchemeEntry:
 
 def parse_scheme_entry(tree: Any, where: str) -> SchemeEntry:
     """``w4a8``, ``w4a8+cle+adaround``, ``float`` or ``{scheme: w4a8, ptq: "cle,adaround",
-    calibration: mse, adaround_iters: 500}``."""
+    calibration: mse, adaround_iters: 500, overrides: [layer1.0.conv1=float, fc=8]}``
+    (overrides: ``--override``'s LAYER=4|8|float, as ``convdeploy tune`` writes them)."""
     if isinstance(tree, str):
         name, *methods = [t.strip() for t in tree.split("+")]
         tree = {"scheme": name, **({"ptq": ",".join(methods)} if methods else {})}
     if not isinstance(tree, dict):
         raise SpecError(f"{where} must be a scheme name or a mapping",
                         fix="write e.g. w8a8, w4a8+adaround or {scheme: w4a8, ptq: adaround}")
-    check_keys(tree, ("scheme", "ptq", "calibration", "adaround_iters"), where)
+    check_keys(tree, ("scheme", "ptq", "calibration", "adaround_iters", "overrides"), where)
     name = _typed(tree.get("scheme", ""), str, f"{where}.scheme")
     if name == FLOAT:
         if len(tree) > 1:
@@ -65,6 +66,16 @@ def parse_scheme_entry(tree: Any, where: str) -> SchemeEntry:
             raise SpecError(f"{where}.calibration: unknown method {value!r}",
                             fix=f"choose from {', '.join(c.value for c in Calibration)}")
         scheme = scheme.with_(calibration=value)
+    if "overrides" in tree:
+        items = tree["overrides"]
+        if not isinstance(items, list):
+            raise SpecError(f"{where}.overrides must be a list of LAYER=4|8|float",
+                            fix="write e.g. overrides: [conv1=float, layer3.2.conv2=8]")
+        try:
+            scheme = scheme.with_(overrides=tuple(LayerOverride.parse(str(o)) for o in items))
+        except ValueError as exc:
+            raise SpecError(f"{where}.overrides: {exc}",
+                            fix="write each as LAYER=4, LAYER=8 or LAYER=float") from exc
     ptq = None
     settings = {}
     if "adaround_iters" in tree:

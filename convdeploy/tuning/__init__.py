@@ -1,0 +1,1 @@
+"""Mixed precision chosen by measured latency under an accuracy budget (``convdeploy tune``)."""

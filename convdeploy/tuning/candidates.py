@@ -1,0 +1,115 @@
+"""Candidate configurations made real: a per-layer precision choice becomes a QuantizedModel
+(from one calibration, never repeated), a QDQ file, and measured accuracy and latency on the
+target. Every measurement is cached by configuration, so the strategies share them.
+
+A candidate is derived from the calibrated base model (every layer at the base precision): the
+scheme's overrides insert or leave out quantizers (``--override`` semantics: a float layer has
+no weight or output quantizer), and every quantizer the candidate shares with the base keeps
+the base's calibrated numbers. A 4-bit layer's weight scales come from its weights (round to
+nearest); no PTQ method runs per candidate.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .search import Config
+
+FLOAT, W8, W4 = "float", "8", "4"
+
+
+@dataclass
+class Measured:
+    accuracy: float
+    latency_ms: float | None
+    artifact: Path
+    seconds: float
+
+
+@dataclass
+class CandidateRunner:
+    """Builds, exports and measures candidates of one model on one target."""
+
+    gm: object  # the captured float graph
+    base: object  # calibrated QuantizedModel, every layer at the base precision
+    example: object  # torch.Tensor, the export's example input
+    tune_x: np.ndarray
+    tune_y: np.ndarray
+    target: object
+    threads: int
+    batch: int
+    workdir: Path
+    calib: list = field(default_factory=list)  # batches, for a quantizer the base lacks
+    repeats: int = 30
+    min_time_s: float = 0.5
+    cache: dict[Config, Measured] = field(default_factory=dict)
+
+    def model(self, cfg: Config):
+        from convdeploy.quant.fakequant import ActivationQuantizer, WeightQuantizer
+        from convdeploy.quant.ptq import calibrate, prepare
+        from convdeploy.quant.scheme import LayerOverride
+
+        scheme = self.base.scheme.with_(overrides=self.base.scheme.overrides + tuple(
+            LayerOverride.parse(f"{layer}={p}") for layer, p in cfg))  # the user's stay
+        qm = prepare(self.gm, scheme)
+        base = self.base.quantizers
+        missing = False
+        for key, q in qm.quantizers.items():
+            b = base.get(key)
+            if isinstance(q, ActivationQuantizer):
+                if isinstance(b, ActivationQuantizer) and b.tq == q.tq and b.calibrated:
+                    q.scale.copy_(b.scale)
+                    q.zero_point.copy_(b.zero_point)
+                    q.calibrated = True
+                elif not q.calibrated:
+                    missing = True
+            elif isinstance(q, WeightQuantizer) and isinstance(b, WeightQuantizer) \
+                    and b.tq == q.tq and b.initialised:
+                q.scale = b.scale.clone()
+                q.initialised = True
+        if missing:  # a tensor no base quantizer covered: calibrate this candidate
+            calibrate(qm, self.calib, progress=False)
+        qm.refresh_encodings()
+        return qm
+
+    def measure(self, cfg: Config) -> Measured:
+        if cfg in self.cache:
+            return self.cache[cfg]
+        from convdeploy.exporters.onnx_export import OnnxExporter
+
+        t0 = time.perf_counter()
+        qm = self.model(cfg)
+        directory = self.workdir / f"c{len(self.cache):04d}"
+        art = OnnxExporter(quantized=True, example=self.example).export(qm, directory)
+        accuracy, latency = self.run(art)
+        m = Measured(accuracy, latency, art.path, time.perf_counter() - t0)
+        self.cache[cfg] = m
+        return m
+
+    def run(self, art) -> tuple[float, float | None]:
+        """Top-1 accuracy on the tuning split and the median latency at the run's batch."""
+        from convdeploy.latency import time_runs
+        from convdeploy.targets.base import RuntimeOptions
+
+        runnable = self.target.compile(art, art.path.parent,
+                                       options=RuntimeOptions(self.threads))
+        preds = []
+        for i in range(0, len(self.tune_x), 100):
+            out = runnable({art.input_name: self.tune_x[i:i + 100]})[art.output_name]
+            preds.append(np.asarray(out).argmax(1))
+        accuracy = float((np.concatenate(preds) == self.tune_y).mean())
+        if getattr(self.target, "latency_not_meaningful", None):
+            return accuracy, None
+        x = np.ascontiguousarray(np.resize(self.tune_x, (self.batch, *self.tune_x.shape[1:])))
+        timing = time_runs(runnable, {art.input_name: x}, warmup=5, repeats=self.repeats,
+                           min_time_s=self.min_time_s)
+        return accuracy, timing["median"]
+
+    def accuracy(self, cfg: Config) -> float:
+        return self.measure(cfg).accuracy
+
+    def latency(self, cfg: Config) -> float | None:
+        return self.measure(cfg).latency_ms

@@ -1,0 +1,279 @@
+"""``convdeploy tune``: per-layer precision chosen by measured latency on a target under an
+accuracy budget (in points, against the float model on the same images), beside the two
+strategies peers use, in one run.
+
+Data: the evaluation set is split once (seeded) into a tuning split, which the searches see,
+and an evaluation split, on which only the final configurations are scored (with intervals and
+McNemar's test against float). Calibration runs once (min-max, no PTQ method) and every
+candidate is derived from it (``candidates.py``). Gains: per-layer sensitivity on the tuning
+split (``convdeploy inspect``'s measure: the accuracy lost when only that layer is quantized).
+Costs: per-layer latency from the target's profile of the all-low and the all-raised models
+(``convdeploy.efficiency``), where the target has one.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from convdeploy.config import DeployConfig
+from convdeploy.errors import ConvdeployError
+
+from . import search as S
+from .candidates import FLOAT, W8, CandidateRunner
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    target: str
+    max_drop: float  # accuracy points (0.5 = half a percentage point)
+    min_speedup: float | None = None  # over the float model on the target
+    tune_size: int = 1000  # evaluation images the search sees; the rest score the result
+    rounds: int = 5  # alternating end-to-end re-measurements of the final configurations
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.max_drop >= 0:
+            raise ConvdeployError(f"--max-drop {self.max_drop} is below 0",
+                                  fix="give the accuracy you may lose in points, e.g. 0.5")
+        if self.min_speedup is not None and not self.min_speedup > 0:
+            raise ConvdeployError(f"--min-speedup {self.min_speedup} is not positive",
+                                  fix="give a ratio over float latency, e.g. 1.5")
+        if self.tune_size < 1:
+            raise ConvdeployError("--tune-size must be at least 1", fix="e.g. --tune-size 1000")
+
+
+def choices(target) -> tuple[str, ...]:
+    """The per-layer precisions ``target`` can run (weights; activations stay at the scheme's)."""
+    found = []
+    if getattr(target, "runs_float", True):
+        found.append(FLOAT)
+    found += [str(b) for b in (8, 4) if b in target.weight_bits]
+    if len(found) < 2:
+        raise ConvdeployError(
+            f"target {target.name} offers no per-layer choice to tune (it runs "
+            f"{', '.join(found) or 'nothing'} per layer here)",
+            fix="tune on cpu-ort, cpu-openvino or mobile-litert (per-layer 16-bit activations "
+                "for the HTP are not implemented yet)")
+    return tuple(found)
+
+
+@dataclass
+class TuneResult:
+    model: str
+    target: str
+    layers: list[str]
+    reference: dict
+    uniform: dict
+    searches: list[S.SearchResult]
+    final: list[dict]
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def chosen(self) -> S.Config | None:
+        return next(s.chosen for s in self.searches if s.strategy == "latency-driven")
+
+
+def _split(eval_set, size: int, seed: int):
+    n = len(eval_set)
+    if eval_set.labels is None:
+        raise ConvdeployError("tune needs labelled evaluation data",
+                              fix="give --eval a folder of class folders or an .npz with 'y'")
+    if size >= n:
+        raise ConvdeployError(f"--tune-size {size} leaves no evaluation images (--eval has {n})",
+                              fix=f"use --tune-size below {n}, e.g. {n // 2}")
+    idx = np.random.default_rng(seed).permutation(n)
+    return np.sort(idx[:size]), np.sort(idx[size:])
+
+
+def tune(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path) -> TuneResult:
+    """Search (see the module doc); candidate files go under ``workdir``."""
+    import torch
+
+    from convdeploy.pipeline import prepare_run
+    from convdeploy.quant.ptq import calibrate
+    from convdeploy.quant.sensitivity import layer_sensitivity
+    from convdeploy.targets import registry
+
+    t_start = time.perf_counter()
+    target = registry.get(tcfg.target)
+    options = choices(target)
+    if target.unavailable():
+        raise ConvdeployError(f"target {tcfg.target} cannot run here: {target.unavailable()}",
+                              fix="install its runtime or choose another --target")
+    if cfg.scheme is None or cfg.scheme.weights.bits != 8 or cfg.scheme.activations is None \
+            or cfg.scheme.activations.bits != 8:
+        raise ConvdeployError("tune starts from the w8a8 scheme (every layer 8-bit, then "
+                              "per-layer float or 4-bit weights)",
+                              fix="drop --scheme, or give --scheme w8a8 / --int8")
+    prep = prepare_run(cfg)
+    pre = prep.preprocess
+    tune_idx, eval_idx = _split(prep.eval_set, tcfg.tune_size, tcfg.seed)
+    x_all = prep.eval_set.normalized(pre)
+    y_all = prep.eval_set.labels
+    batches = [torch.from_numpy(b) for b in prep.calib_set.batches(pre, 64)]
+    calibrate(prep.qm, batches, progress=False)
+    base_qm = prep.qm
+    # the user's --override layers are fixed (prepare_run already refused unknown names)
+    fixed = {o.layer for o in base_qm.scheme.overrides}
+    layers = [x for x in _weighted_layers(base_qm)
+              if not any(x == f or x.startswith(f + ".") for f in fixed)]
+    work = Path(workdir)
+    runner = CandidateRunner(prep.gm, base_qm, prep.example, x_all[tune_idx], y_all[tune_idx],
+                             target, cfg.measure.threads, cfg.measure.batch_size, work,
+                             calib=batches, min_time_s=cfg.measure.min_time_s)
+    seconds = {"prepare": time.perf_counter() - t_start}
+    t0 = time.perf_counter()
+    reference = _float_reference(prep, target, runner, cfg)
+    uniform = {}
+    for p in [o for o in options if o != FLOAT]:
+        cfg_p = S.config({x: p for x in layers}) if p != W8 else ()
+        m = runner.measure(cfg_p)
+        uniform[p] = {"config": cfg_p, "accuracy": m.accuracy, "latency_ms": m.latency_ms}
+    fastest = min(uniform, key=lambda p: (uniform[p]["latency_ms"] or 0.0, -int(p)))
+    base_cfg = uniform[fastest]["config"]
+    raise_to = FLOAT if fastest == W8 else W8
+    if raise_to not in options:
+        raise ConvdeployError(f"{tcfg.target} cannot raise a layer above {fastest} bits",
+                              fix="tune on a target that runs float or 8-bit layers")
+    x_tune = torch.from_numpy(x_all[tune_idx])
+    rows = layer_sensitivity(base_qm, x_tune, y_all[tune_idx])
+    gain = {r["layer"]: max(0.0, -r["accuracy_delta"]) + 1e-6 * max(0.0, 60 - r["sqnr_db"])
+            for r in rows}
+    cost = _layer_costs(runner, target, base_cfg, S.config({x: raise_to for x in layers}),
+                        cfg.measure.batch_size) if hasattr(target, "profile") else {}
+    seconds["sensitivity_and_profiles"] = time.perf_counter() - t0
+    budget = S.Budget(reference["tune_accuracy"], tcfg.max_drop / 100,
+                      reference["latency_ms"], tcfg.min_speedup)
+    searches = []
+    for name, fn in (
+            ("latency-driven", lambda: S.latency_driven(
+                layers, base=base_cfg, raise_to=raise_to, budget=budget,
+                accuracy=runner.accuracy, latency=runner.latency, gain=gain, cost=cost)),
+            ("revert-most-sensitive", lambda: S.revert_most_sensitive(
+                layers, base=base_cfg, raise_to=raise_to, budget=budget,
+                accuracy=runner.accuracy, gain=gain, latency=runner.latency)),
+            ("first-fit", lambda: S.first_fit(
+                layers, base=base_cfg, raise_to=raise_to, budget=budget,
+                accuracy=runner.accuracy, latency=runner.latency))):
+        t0 = time.perf_counter()
+        searches.append(fn())
+        seconds[name] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    final = _final(runner, prep, target, tcfg, searches, (f"all-{fastest}", base_cfg),
+                   x_all[eval_idx], y_all[eval_idx], reference)
+    seconds["final"] = time.perf_counter() - t0
+    seconds["total"] = time.perf_counter() - t_start
+    notes = [f"per-layer choices on {target.name}: {', '.join(options)}; the fastest uniform "
+             f"configuration was all-{fastest} (measured: " + ", ".join(
+                 f"{p}-bit {u['latency_ms']:.3f} ms" for p, u in uniform.items()
+                 if u["latency_ms"] is not None) + f"); layers are raised to {raise_to}"]
+    if not cost:
+        notes.append(f"{target.name} has no per-layer profile: layers are raised by "
+                     "sensitivity alone")
+    return TuneResult(prep.loaded.name, target.name, layers,
+                      {**reference, "tune_images": len(tune_idx), "eval_images": len(eval_idx)},
+                      {p: {**u, "config": list(u["config"])} for p, u in uniform.items()},
+                      searches, final, seconds, notes)
+
+
+def _weighted_layers(qm) -> list[str]:
+    from convdeploy.quant.sensitivity import weighted_layers
+
+    return [layer.path for layer in weighted_layers(qm.graph) if layer.weight_q is not None]
+
+
+def _float_reference(prep, target, runner, cfg) -> dict:
+    """The float model on the target: the budget's reference (tuning split) and latency."""
+    from convdeploy.exporters.onnx_export import OnnxExporter
+
+    art = OnnxExporter(quantized=False, example=prep.example).export(
+        prep.float_qm, runner.workdir / "float")
+    if target.check(art):  # e.g. a target that runs quantized models only
+        logits = prep.float_qm.float(__import__("torch").from_numpy(runner.tune_x)).numpy()
+        acc = float((logits.argmax(1) == runner.tune_y).mean())
+        return {"tune_accuracy": acc, "latency_ms": None, "artifact": None,
+                "source": "torch float (the target runs quantized models only)"}
+    acc, latency = runner.run(art)
+    return {"tune_accuracy": acc, "latency_ms": latency, "artifact": str(art.path),
+            "source": f"float model on {target.name}"}
+
+
+def _layer_costs(runner, target, low: S.Config, high: S.Config, batch: int) -> dict[str, float]:
+    """Per layer: its time in the all-raised model less its time in the all-low one, from the
+    target's profile of each (shares of measured latency)."""
+    from convdeploy.efficiency.peak import Peak
+    from convdeploy.efficiency.profile import profile_artifact
+    from convdeploy.exporters.artifact import Artifact, ArtifactFormat
+
+    unused = {d: Peak(1.0, ((math.inf, 1.0),), "not used by tune") for d in ("float", "int8")}
+    times = []
+    for cfg in (low, high):
+        path = runner.measure(cfg).artifact
+        art = Artifact(path.stem, ArtifactFormat.ONNX, "tune", path=path)
+        if art.format not in target.formats:
+            return {}
+        p = profile_artifact(art, path, target, path.parent / "profile", threads=runner.threads,
+                             batch=batch, runs=50, warmup=5, min_time_s=runner.min_time_s,
+                             peaks=unused)
+        times.append({r.layer: r.ms for r in p.layers})
+    return {layer: times[1].get(layer, 0.0) - ms for layer, ms in times[0].items()}
+
+
+def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
+           reference) -> list[dict]:
+    """Each search's choice, the uniform base and all-float (where the target runs it),
+    re-measured end to end in alternating rounds and scored on the evaluation split."""
+    from convdeploy.audit import statistics as st
+    from convdeploy.check import wilson_interval
+    from convdeploy.exporters.artifact import Artifact, ArtifactFormat
+    from convdeploy.latency import time_runs
+    from convdeploy.targets.base import RuntimeOptions
+
+    entries = [base]
+    entries += [(s.strategy, s.chosen) for s in searches if s.chosen is not None]
+    if reference.get("artifact"):
+        entries.append(("float", None))
+    rows = []
+    for label, cfg_ in entries:
+        path = Path(reference["artifact"]) if cfg_ is None else runner.measure(cfg_).artifact
+        art = Artifact(path.stem, ArtifactFormat.ONNX, label, path=path)
+        runnable = target.compile(art, path.parent, options=RuntimeOptions(runner.threads))
+        preds = np.concatenate([np.asarray(runnable({"input": x_eval[i:i + 100]})["output"])
+                                .argmax(1) for i in range(0, len(x_eval), 100)])
+        rows.append({"label": label, "config": None if cfg_ is None else list(cfg_),
+                     "raised": (len(_weighted_layers(runner.base)) if cfg_ is None
+                                else sum(1 for _, p in cfg_ if p == FLOAT)),
+                     "runnable": runnable, "correct": preds == y_eval})
+    x = np.ascontiguousarray(np.resize(x_eval, (runner.batch, *x_eval.shape[1:])))
+    windows: dict[str, list[float]] = {r["label"]: [] for r in rows}
+    if not getattr(target, "latency_not_meaningful", None):
+        for _ in range(tcfg.rounds):
+            for r in rows:
+                windows[r["label"]].append(time_runs(
+                    r["runnable"], {"input": x}, warmup=3, repeats=runner.repeats,
+                    min_time_s=runner.min_time_s)["median"])
+    float_row = next((r for r in rows if r["label"] == "float"), None)
+    if float_row is None:  # the float model scored in torch
+        logits = prep.float_qm.float(__import__("torch").from_numpy(x_eval)).numpy()
+        float_correct = logits.argmax(1) == y_eval
+    else:
+        float_correct = float_row["correct"]
+    out = []
+    for r in rows:
+        acc = wilson_interval(int(r["correct"].sum()), len(y_eval))
+        test = st.mcnemar(float_correct, r["correct"])
+        diff, low, high = st.paired_bootstrap(float_correct, r["correct"], resamples=2000)
+        ms = windows[r["label"]]
+        out.append({"label": r["label"], "config": r["config"], "float_layers": r["raised"],
+                    "accuracy": acc.value, "accuracy_ci95": [acc.ci95_low, acc.ci95_high],
+                    "accuracy_delta_points": 100 * diff, "delta_ci95_points":
+                    [100 * low, 100 * high], "mcnemar_p": test.p_exact,
+                    "verdict": st.verdict(test, diff),
+                    "meets_budget": -100 * diff <= tcfg.max_drop + 1e-9,
+                    "latency_ms": float(np.median(ms)) if ms else None,
+                    "latency_windows_ms": ms})
+    return out

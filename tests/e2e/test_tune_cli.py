@@ -1,0 +1,57 @@
+"""``convdeploy tune`` end to end on the embedded demo model: outputs, the export report of the
+chosen configuration, and bad input refused in one message."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.test_cli import cli
+
+FAST = ["--eval-limit", "400", "--calib-size", "64", "--tune-size", "200", "--rounds", "1",
+        "--repeats", "5", "--min-time", "0", "--threads", "1", "--no-progress"]
+
+
+def test_tune_writes_overrides_yaml_report_and_the_search(tmp_path):
+    out = tmp_path / "t"
+    res = cli("tune", "--target", "cpu-ort", "--max-drop", "0.5", "--out", out, *FAST)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr and "| configuration |" in res.stdout
+    data = json.loads((out / "tune.json").read_text())
+    assert [s["strategy"] for s in data["searches"]] == [
+        "latency-driven", "revert-most-sensitive", "first-fit"]
+    assert data["reference"]["tune_images"] == 200 and data["reference"]["eval_images"] == 200
+    labels = [f["label"] for f in data["final"]]
+    assert labels[0] == "all-8" and labels[-1] == "float" and "latency-driven" in labels
+    for f in data["final"]:
+        assert 0 <= f["accuracy"] <= 1 and f["latency_ms"] > 0 and f["mcnemar_p"] <= 1
+    for s in data["searches"]:  # what each chose meets the budget on the tuning split
+        chosen = next(st for st in s["steps"] if st["config"] == s["chosen"])
+        assert chosen["accuracy"] >= data["reference"]["tune_accuracy"] - 0.005 - 1e-12
+    assert data["seconds"]["total"] > 0 and set(data["uniform"]) == {"8", "4"}
+    report = json.loads((out / "export" / "report.json").read_text())
+    assert {r["target"] for r in report["results"]} >= {"cpu-ort"}
+    from convdeploy.configfile import parse_export_file
+
+    f = parse_export_file(out / "tune.yaml")
+    assert f.targets == ("cpu-ort",) and f.scheme.ptq.methods == ()
+    assert len(f.scheme.scheme.overrides) == len(data["searches"][0]["chosen"])
+    assert (out / "search.png").stat().st_size > 0 and not (out / "work").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--target", "cpu-ort", "--max-drop", "-1"], "--max-drop -1.0 is below 0"),
+    (["--target", "dsp-qnn-htp", "--max-drop", "1"], "offers no per-layer choice"),
+    (["--target", "gpu-magic", "--max-drop", "1"], "unknown target 'gpu-magic'"),
+    (["--target", "cpu-ort", "--max-drop", "1", "--override", "nope=float"],
+     "names no layer of this model: nope"),
+    (["--target", "cpu-ort", "--max-drop", "1", "--scheme", "w4a8"], "starts from the w8a8"),
+    (["--target", "cpu-ort", "--max-drop", "1", "--tune-size", "5000"],
+     "leaves no evaluation images"),
+])
+def test_bad_tune_input_is_one_clear_message(tmp_path, args, needle):
+    fast = [a for a in FAST if a not in ("--tune-size", "200")]
+    res = cli("tune", *args, "--out", tmp_path / "t", *fast)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert needle in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "t").exists()

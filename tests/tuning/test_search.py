@@ -1,0 +1,70 @@
+"""The search strategies on constructed cases: additive accuracy gains and latency costs per
+layer, so the right answer is known."""
+from __future__ import annotations
+
+import pytest
+
+from convdeploy.tuning import search as S
+
+LAYERS = ["a", "b", "c", "d", "e"]
+# raising a layer to float recovers GAIN (accuracy) and costs COST (ms)
+GAIN = {"a": 0.004, "b": 0.003, "c": 0.003, "d": 0.001, "e": 0.0}
+COST = {"a": 0.50, "b": 0.05, "c": 0.05, "d": 0.01, "e": 0.01}
+BASE_ACC, BASE_MS = 0.90, 1.00  # all-int8; float: 0.911 (every gain), 1.62 ms
+
+
+def acc(cfg):
+    return BASE_ACC + sum(GAIN[x] for x, p in cfg if p == "float")
+
+
+def lat(cfg):
+    return BASE_MS + sum(COST[x] for x, p in cfg if p == "float")
+
+
+def run_all(budget):
+    kw = dict(base=(), raise_to="float", budget=budget, accuracy=acc)
+    return (S.latency_driven(LAYERS, latency=lat, gain=GAIN, cost=COST, **kw),
+            S.revert_most_sensitive(LAYERS, gain=GAIN, latency=lat, **kw),
+            S.first_fit(LAYERS, latency=lat, **kw))
+
+
+def test_every_strategy_honours_the_budget_and_latency_driven_is_fastest():
+    budget = S.Budget(0.911, 0.006)  # needs 0.005 of the 0.011 the layers can recover
+    ours, nncf, inc = run_all(budget)
+    for r in (ours, nncf, inc):
+        assert r.chosen is not None and budget.accuracy_ok(acc(r.chosen))
+    # b + c recover 0.006 for 0.10 ms; NNCF reverts a (most sensitive) first: 0.55 ms;
+    # first-fit's cumulative graph order reverts a, b: 0.55 ms
+    assert dict(ours.chosen) == {"b": "float", "c": "float"}
+    assert lat(ours.chosen) == pytest.approx(1.10)
+    assert dict(nncf.chosen) == {"a": "float", "b": "float"}
+    assert lat(ours.chosen) < lat(nncf.chosen) and lat(ours.chosen) < lat(inc.chosen)
+
+
+def test_the_uniform_base_is_kept_when_it_already_meets_the_budget():
+    ours, nncf, inc = run_all(S.Budget(0.911, 0.02))
+    assert ours.chosen == nncf.chosen == inc.chosen == ()
+    assert ours.evaluations == nncf.evaluations == inc.evaluations == 1
+
+
+def test_an_unreachable_budget_chooses_nothing():
+    ours, nncf, inc = run_all(S.Budget(0.95, 0.001))  # even all-float (0.911) misses it
+    assert ours.chosen is None and nncf.chosen is None and inc.chosen is None
+
+
+def test_unneeded_raises_are_dropped():
+    # a large gain estimate for e that is not real: the greedy raises it, the pruning drops it
+    gain = {**GAIN, "e": 0.01}
+    r = S.latency_driven(LAYERS, base=(), raise_to="float", budget=S.Budget(0.911, 0.008),
+                         accuracy=acc, latency=lat, gain=gain, cost=COST)
+    assert "e" not in dict(r.chosen)
+    assert S.Budget(0.911, 0.008).accuracy_ok(acc(r.chosen))
+
+
+def test_a_speedup_floor_rejects_slow_configurations():
+    # float 1.62 ms; at least x1.5 faster than float: at most 1.08 ms
+    budget = S.Budget(0.911, 0.006, reference_latency=1.62, min_speedup=1.5)
+    ours, _, _ = run_all(budget)
+    assert ours.chosen is None  # b + c (1.10 ms) is the fastest within the accuracy budget
+    loose = S.Budget(0.911, 0.006, reference_latency=1.62, min_speedup=1.4)
+    assert run_all(loose)[0].chosen == S.config({"b": "float", "c": "float"})
