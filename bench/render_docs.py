@@ -21,7 +21,8 @@ sys.path.insert(0, str(ROOT))  # the sibling render modules, also when imported 
 
 from render_tables import (_AUDIT_COLUMNS, _kb, _load, _ms, _num, _pct,  # noqa: E402
                            _reuse_text, _scheme_checks, _spec_audit, _table, machine)
-from render_efficiency import efficiency_section, efficiency_summary  # noqa: E402
+from render_efficiency import (efficiency_section, efficiency_summary,  # noqa: E402
+                               tune_section, tune_summary)
 from render_video import video_checks, video_demo_summary, video_section  # noqa: E402
 
 from convdeploy.audit.outputs import disturbed_note  # noqa: E402
@@ -393,6 +394,7 @@ def benchmarks_page() -> str:
               *mobile_dsp_section("mobile_dsp_mobilenetv2.json", "MobileNetV2"),
               "## CPU int8", "", *cpu_int8_section(),
               "## Per-layer efficiency (`bench/efficiency.py`)", "", *efficiency_section(),
+              "## Mixed precision by measured latency (`bench/tune.py`)", "", *tune_section(),
               "## Video models on every target (`bench/video.py`)", "", *video_section(),
               "## GPU: int8 Triton kernels and PyTorch CUDA (`bench/gpu.py`)", "",
               *gpu_section(),
@@ -436,6 +438,7 @@ def readme_block() -> str:
                   f"({before['int_reference_seconds'] / after['int_reference_seconds']:.1f}x), "
                   "bit-identical logits, equal to LiteRT's reference kernels.", ""]
     lines += efficiency_summary()
+    lines += tune_summary()
     lines += gpu_summary()
     lines += fpga_summary()
     video = _load("video.json")

@@ -83,3 +83,42 @@ def efficiency_summary() -> list[str]:
                      f"{best['threads']} thread(s), batch {best['batch']}), outputs "
                      f"{'identical' if all(r['outputs_identical'] for r in data['rewrite']) else 'DIFFERENT'}.")
     return lines + [""]
+
+
+def tune_section() -> list[str]:
+    data = _load("tune.json")
+    if data is None:
+        return ["Not run yet: `python bench/tune.py` (alone on the machine).", ""]
+    lines = [f"Machine: {machine(data['environment'])}; revision {data.get('revision')}; "
+             f"target {data['target']}, 1 thread, batch 1; {data['wall_seconds'] / 60:.0f} "
+             "min.", ""]
+    rows = []
+    for run in data["runs"]:
+        for f in run["final"]:
+            rows.append([run["model"], _num(run["budget"]["max_drop"], 1), f["label"],
+                         str(f["float_layers"]), _pct(f["accuracy"]),
+                         f"{f['accuracy_delta_points']:+.2f}", "yes" if f["meets_budget"]
+                         else "no", _ms(f["latency_ms"]),
+                         _num(run["seconds"].get(f["label"]), 0)])
+    lines += _table(["model", "budget (points)", "configuration", "float layers",
+                     "accuracy (9,000 held-out)", "delta vs float", "meets budget",
+                     "latency ms", "search s"], rows)
+    return lines + [""]
+
+
+def tune_summary() -> list[str]:
+    data = _load("tune.json")
+    if data is None:
+        return []
+    parts = []
+    for run in data["runs"]:
+        f = {x["label"]: x for x in run["final"]}
+        ours = f.get("latency-driven")
+        if ours is None:
+            continue
+        others = [f[k]["latency_ms"] for k in ("revert-most-sensitive", "first-fit") if k in f]
+        parts.append(f"{run['model'].removesuffix('-cifar10')} {run['budget']['max_drop']}: "
+                     f"{_ms(ours['latency_ms'])} ms vs "
+                     + "/".join(_ms(o) for o in others))
+    return [f"- `convdeploy tune` on {data['target']} (latency-driven vs NNCF-style/INC-style "
+            f"choice, ms): {'; '.join(parts)}.", ""]

@@ -1,0 +1,78 @@
+"""Benchmark: ``convdeploy tune`` against the NNCF-style and INC-style searches, same run.
+
+MobileNetV2 and ResNet-56 (CIFAR-10) on cpu-ort, 1 thread, batch 1, with accuracy budgets of
+0.2, 0.5 and 1.0 points: the chosen configuration of each search, its measured latency and its
+accuracy on the held-out evaluation split (9,000 of the 10,000 test images; the search sees
+the other 1,000), beside all-int8 and all-float, from one calibration per model.
+Writes ``bench/results/tune.json``.
+
+    python bench/tune.py [--models ...] [--budgets 0.2,0.5,1.0] [--target cpu-ort]
+
+Run it alone on the machine (every latency is a measurement). Skips (exit 0) without the
+weights.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore")
+ROOT = Path(__file__).resolve().parent
+SHARED = ROOT.parent.parent / "shared"
+WEIGHTS = {"mobilenetv2-cifar10": Path.home() / ".cache/convdeploy/mobilenetv2-cifar10.pt",
+           "resnet56-cifar10": SHARED / "models/resnet56-cifar10.th"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(WEIGHTS))
+    parser.add_argument("--budgets", default="0.2,0.5,1.0")
+    parser.add_argument("--target", default="cpu-ort")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "tune.json")
+    args = parser.parse_args()
+    models = [m for m in args.models.split(",") if m]
+    missing = [str(WEIGHTS[m]) for m in models if not WEIGHTS[m].exists()]
+    if missing:
+        print(f"skipped: {', '.join(missing)} not found")
+        return 0
+    from convdeploy.config import DataConfig, DeployConfig, MeasureConfig, ModelSource
+    from convdeploy.files import write_text_atomic
+    from convdeploy.quant.scheme import W8A8
+    from convdeploy.report import environment, source_revision
+    from convdeploy.tuning.outputs import to_dict
+    from convdeploy.tuning.run import TuneConfig, tune
+
+    result = {"environment": environment(args.threads), "revision": source_revision(ROOT),
+              "target": args.target, "runs": []}
+    t0 = time.perf_counter()
+    for model in models:
+        cfg = DeployConfig(model=ModelSource(model, str(WEIGHTS[model])),
+                           data=DataConfig(calib=str(SHARED / "data/cifar10/train-subset"),
+                                           eval=str(SHARED / "data/cifar10/test"),
+                                           calib_size=512),
+                           scheme=W8A8, targets=(args.target,), progress=False,
+                           measure=MeasureConfig(threads=args.threads, batch_size=1,
+                                                 min_time_s=0.5))
+        for budget in [float(b) for b in args.budgets.split(",")]:
+            with tempfile.TemporaryDirectory(prefix="convdeploy-tune-") as tmp:
+                r = tune(cfg, TuneConfig(args.target, budget, tune_size=1000, rounds=5),
+                         Path(tmp))
+            run = to_dict(r, {"max_drop": budget, "min_speedup": None})
+            result["runs"].append(run)
+            print(f"{model} budget {budget}: " + "; ".join(
+                f"{f['label']} {f['latency_ms']:.3f} ms {100 * f['accuracy']:.2f}% "
+                f"({f['accuracy_delta_points']:+.2f})" for f in run["final"]) +
+                f"; search {run['seconds']['total']:.0f} s", flush=True)
+    result["wall_seconds"] = time.perf_counter() - t0
+    write_text_atomic(args.out, json.dumps(result, indent=1, default=str))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
