@@ -2,7 +2,7 @@
 data-movement rewrite (exporters/codes_rewrite.py) saves.
 
 ResNet-20, ResNet-56 and MobileNetV2 (CIFAR-10; W8A8 from 512 calibration images, and float) on
-cpu-ort, cpu-openvino and mobile-litert at 1 and 2 threads, batch 1: per-layer tables, the
+cpu-ort, cpu-openvino and mobile-litert at 1 and 2 threads, batch 1 and 32: per-layer tables, the
 model's efficiency gap and waterline (``convdeploy.efficiency``). Then the rewrite, on and off,
 on cpu-ort and cpu-openvino: latency medians of alternating >= 1 s windows (A B A B ...) in one
 process, at batch 1 and 32, and the outputs of both on 256 test images compared bit for bit.
@@ -54,7 +54,8 @@ def export(model: str, stage: Path):
     return [a for a in artifacts if a.details.get("weight_container") != "int4"], x
 
 
-def profiles(model: str, artifacts, threads: list[int], work: Path) -> list:
+def profiles(model: str, artifacts, threads: list[int], batches: list[int],
+             work: Path) -> list:
     from convdeploy.efficiency.profile import profile_artifact
     from convdeploy.targets import registry
 
@@ -67,12 +68,16 @@ def profiles(model: str, artifacts, threads: list[int], work: Path) -> list:
                 continue
             source = by_name.get(art.details.get("source", ""), art)
             for t in threads:
-                p = profile_artifact(art, source.path, target, work, threads=t, batch=1,
-                                     runs=200, warmup=20, min_time_s=2.0, model=model)
-                print(f"  {name} {art.precision} {t} thread(s): {p.latency_ms:.3f} ms, "
-                      f"waterline {p.waterline_ms:.3f}, efficiency {p.model_efficiency:.0%}, "
-                      f"attributed {p.attributed_ms / p.latency_ms:.0%}", flush=True)
-                out.append(p)
+                for b in batches:
+                    p = profile_artifact(art, source.path, target, work, threads=t, batch=b,
+                                         runs=200 if b == 1 else 50,
+                                         warmup=20 if b == 1 else 5, min_time_s=2.0,
+                                         model=model)
+                    print(f"  {name} {art.precision} {t}t b{b}: {p.latency_ms:.3f} ms, "
+                          f"waterline {p.waterline_ms:.3f}, efficiency "
+                          f"{p.model_efficiency:.0%}, attributed "
+                          f"{p.attributed_ms / p.latency_ms:.0%}", flush=True)
+                    out.append(p)
     return out
 
 
@@ -119,6 +124,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(WEIGHTS))
     parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--batches", default="1,32")
     parser.add_argument("--out", type=Path, default=RESULTS / "efficiency.json")
     args = parser.parse_args()
     models = [m for m in args.models.split(",") if m]
@@ -140,7 +146,8 @@ def main() -> int:
         print(model, flush=True)
         with tempfile.TemporaryDirectory(prefix="convdeploy-eff-") as tmp:
             artifacts, x = export(model, Path(tmp) / "stage")
-            found = profiles(model, artifacts, threads, Path(tmp) / "work")
+            found = profiles(model, artifacts, threads,
+                             [int(b) for b in args.batches.split(",")], Path(tmp) / "work")
             result["cells"] += [summary(p) for p in found]
             write_plots(found, plots / model)
             for art in artifacts:

@@ -13,7 +13,7 @@ def efficiency_section() -> list[str]:
         return ["Not run yet: `python bench/efficiency.py` (alone on the machine).", ""]
     rows = []
     for c in data["cells"]:
-        rows.append([c["model"], c["precision"], c["target"], str(c["threads"]),
+        rows.append([c["model"], c["precision"], c["target"], str(c["threads"]), str(c["batch"]),
                      _ms(c["latency_ms"]), _ms(c["waterline_ms"]),
                      _pct(c["waterline_ms"] / c["latency_ms"]), _pct(c["model_efficiency"]),
                      _pct(c["attributed_share"]), _num(c.get("max_layer_efficiency"), 2),
@@ -21,8 +21,9 @@ def efficiency_section() -> list[str]:
                          "measured (").rstrip(")"),
                      _num(c["peaks"][c["main_dtype"]]["gmacs"], 0)])
     lines = [f"Machine: {machine(data['environment'])}; revision {data.get('revision')}; "
-             f"batch 1; {data['wall_seconds'] / 60:.0f} min.", "",
-             *_table(["model", "precision", "target", "threads", "latency ms", "waterline ms",
+             f"{data['wall_seconds'] / 60:.0f} min.", "",
+             *_table(["model", "precision", "target", "threads", "batch", "latency ms",
+                      "waterline ms",
                       "waterline / latency", "model efficiency", "layers account for",
                       "max layer efficiency", "peak from", "peak GMAC/s"], rows), "",
              "Waterline: the sum of every layer's roofline bound (MACs / peak, bytes / "
@@ -39,10 +40,12 @@ def _slowest(data: dict) -> list[str]:
     """The five slowest layers of each model's W8A8 cell on cpu-ort, 1 thread."""
     out = []
     for c in data["cells"]:
-        if c["target"] != "cpu-ort" or c["precision"] == "float" or c["threads"] != 1:
+        if c["target"] != "cpu-ort" or c["precision"] == "float" or c["threads"] != 1 \
+                or c["batch"] != 1:
             continue
         top = sorted(c["layers"], key=lambda r: -r["ms"])[:5]
-        out += [f"Slowest layers, {c['model']} {c['precision']} on cpu-ort (1 thread):", "",
+        out += [f"Slowest layers, {c['model']} {c['precision']} on cpu-ort (1 thread, batch 1):",
+                "",
                 *_table(["layer", "op", "ms", "MMACs", "MAC/B", "efficiency", "bound ms",
                          "bound"],
                         [[r["layer"], r["op"], _ms(r["ms"]), _num(r["macs"] / 1e6, 2),
@@ -72,8 +75,9 @@ def efficiency_summary() -> list[str]:
     cells = data["cells"]
     gaps = ", ".join(f"{c['model'].removesuffix('-cifar10')} {c['precision']} "
                      f"{_pct(c['model_efficiency'])}" for c in cells
-                     if c["target"] == "cpu-ort" and c["threads"] == 1)
+                     if c["target"] == "cpu-ort" and c["threads"] == 1 and c["batch"] == 1)
     best = max(data["rewrite"], key=lambda r: r["speedup"], default=None)
+    identical = all(r["outputs_identical"] for r in data["rewrite"])
     lines = [f"- Per-layer efficiency (`bench/efficiency.py`, "
              f"{machine(data['environment']).split(';')[0]}): model efficiency on cpu-ort, "
              f"1 thread, batch 1: {gaps}."]
@@ -81,7 +85,7 @@ def efficiency_summary() -> list[str]:
         lines.append(f"- Exact shortcut rewrite: up to x{best['speedup']:.3f} "
                      f"({best['model']} {best['precision']} on {best['target']}, "
                      f"{best['threads']} thread(s), batch {best['batch']}), outputs "
-                     f"{'identical' if all(r['outputs_identical'] for r in data['rewrite']) else 'DIFFERENT'}.")
+                     f"{'identical' if identical else 'DIFFERENT'}.")
     return lines + [""]
 
 

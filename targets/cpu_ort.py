@@ -143,23 +143,35 @@ def _kernel_dtype(args: dict) -> str:
 
 def _timeline(events: list[dict], graph, *, warmup: int, runs: int, threads: int) -> Timeline:
     """Mean time per run of each kernel over the timed runs (the first ``warmup`` runs of the
-    profile dropped: their first-run allocations would count)."""
+    profile dropped: their first-run allocations would count), and the mean gap between the
+    end of the kernel before it and its start: the executor's dispatch of the node (and the
+    profiler's own recording, which the shares of the caller scale away)."""
+    import bisect
+
     windows = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
                      if e.get("cat") == "Session" and e.get("name") == "model_run")[warmup:]
     if len(windows) < runs:
         raise RuntimeError(f"onnxruntime's profile holds {len(windows) + warmup} runs, "
                            f"{warmup + runs} were made")
-    start = windows[0][0]
+    starts = [w[0] for w in windows]
     inits = {i.name for i in graph.initializer}
     nodes = {n.name: n for n in graph.node}
     total: dict[str, float] = {}
+    gaps: dict[str, float] = {}
     dtype: dict[str, str] = {}
     kernel: dict[str, str] = {}
-    for e in events:
-        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time") or e["ts"] < start:
-            continue
+    previous_end: dict[int, float] = {}
+    node_events = sorted((e for e in events if e.get("cat") == "Node"
+                          and e["name"].endswith("_kernel_time")), key=lambda e: e["ts"])
+    for e in node_events:
+        run = bisect.bisect_right(starts, e["ts"]) - 1
+        if run < 0 or e["ts"] > windows[run][1]:
+            continue  # a warm-up run
         name = e["name"][: -len("_kernel_time")]
         total[name] = total.get(name, 0.0) + e["dur"] / 1e3
+        if run in previous_end:
+            gaps[name] = gaps.get(name, 0.0) + max(0.0, e["ts"] - previous_end[run]) / 1e3
+        previous_end[run] = e["ts"] + e["dur"]
         kernel[name] = e["args"].get("op_name", "?")
         dtype.setdefault(name, _kernel_dtype(e["args"]))
     kernels = []
@@ -171,7 +183,7 @@ def _timeline(events: list[dict], graph, *, warmup: int, runs: int, threads: int
         kernels.append(KernelTime(
             name, kernel[name], ms / len(windows), dtype[name],
             initializers=tuple(i for i in node.input if i in inits) if node else (),
-            tensors=tensors, originals=(name,)))
+            tensors=tensors, originals=(name,), dispatch_ms=gaps.get(name, 0.0) / len(windows)))
     run_ms = sum(b - a for a, b in windows) / len(windows) / 1e3
     return Timeline(tuple(kernels), run_ms, f"onnxruntime profiler ({threads} thread"
                     f"{'s' if threads > 1 else ''})", len(windows))

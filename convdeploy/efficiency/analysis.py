@@ -2,10 +2,14 @@
 each layer's roofline bound and efficiency (Lavin 2024: latency = complexity /
 (efficiency x peak)).
 
-Times: the latency is an unprofiled measurement; a profiler's own cost falls between kernels,
-so each kernel's *share* of the profiled run is applied to the unprofiled latency
-(``ms = kernel_ms / profiled_run_ms * latency_ms``). What no kernel accounts for is shown as
-unattributed (the runtime's dispatch, Python, the profiler's gaps), never spread over layers.
+Times: the latency is an unprofiled measurement; a profiler's own cost inflates what it
+records (ONNX Runtime's doubles a ResNet-20 run at batch 1), so each kernel's *share* of the
+profiled run is applied to the unprofiled latency (``ms = kernel_ms / profiled_run_ms *
+latency_ms``). A layer's time includes the runtime's dispatch of its node where the runtime's
+timeline shows it (the gap since the previous kernel ended). Its efficiency uses the kernel's
+own recorded time, shrunk only where the kernels sum past the latency (never above the
+layer's share). A runtime's per-inference cost, measured on a one-op model, is a row of its own;
+what nothing accounts for is unattributed, never spread over layers.
 
 Bounds: a layer cannot run faster than ``max(MACs / peak, bytes / bandwidth)`` with the peak
 and bandwidth this runtime reached on this machine for the kernel's dtype (``peak.py``); the
@@ -27,13 +31,14 @@ class LayerTime:
     op: str
     kernels: tuple[str, ...]  # the runtime's kernels counted here
     dtype: str
-    ms: float  # share of the unprofiled latency
+    ms: float  # share of the unprofiled latency, the runtime's dispatch of the node included
     macs: int
     bytes: float
     bound_ms: float
     bound: str  # "compute" | "memory" | "" (no cost model: runtime-only kernel)
-    gmacs: float  # achieved
+    gmacs: float  # achieved, over the kernels' own time (no dispatch)
     efficiency: float | None  # achieved / peak (None: no MACs)
+    compute_ms: float = 0.0  # the kernels' own share, without the dispatch before them
 
     @property
     def intensity(self) -> float:
@@ -143,12 +148,20 @@ def analyse(timeline: Timeline, index: GraphIndex, costs: list[LayerCost], *,
         by_layer.setdefault(layer, []).append(k)
     cost_of = {c.layer: c for c in costs}
     share = latency_ms / timeline.run_ms if timeline.run_ms > 0 else 0.0
+    # kernel durations as recorded, shrunk only where they sum past the latency (ONNX
+    # Runtime's profiler inflates them at batch 1): a layer's own compute time, for efficiency
+    kscale = min(1.0, latency_ms / timeline.kernel_ms) if timeline.kernel_ms > 0 else 0.0
     rows, warnings = [], []
     for c in costs:  # the graph's order, then what only the runtime has
         kernels = by_layer.pop(c.layer, [])
-        rows.append(_row(c.layer, c, kernels, share, peaks, warnings))
+        rows.append(_row(c.layer, c, kernels, (share, kscale), peaks, warnings))
     for layer, kernels in by_layer.items():
-        rows.append(_row(layer, cost_of.get(layer), kernels, share, peaks, warnings))
+        rows.append(_row(layer, cost_of.get(layer), kernels, (share, kscale), peaks,
+                         warnings))
+    if timeline.per_inference_ms > 0:
+        per_run = min(timeline.per_inference_ms, latency_ms - sum(r.ms for r in rows))
+        rows.append(LayerTime("(runtime) per-inference cost, one-op model", "", ("",),
+                              "", max(0.0, per_run), 0, 0.0, 0.0, "", 0.0, None, 0.0))
     missing = [c.layer for c in costs if c.weighted and not any(
         r.layer == c.layer and r.kernels for r in rows)]
     if missing:
@@ -160,9 +173,11 @@ def analyse(timeline: Timeline, index: GraphIndex, costs: list[LayerCost], *,
                              unattributed, peaks, timeline.method, tuple(warnings))
 
 
-def _row(layer: str, cost: LayerCost | None, kernels: list[KernelTime], share: float,
-         peaks: dict[str, Peak], warnings: list[str]) -> LayerTime:
-    ms = sum(k.ms for k in kernels) * share
+def _row(layer: str, cost: LayerCost | None, kernels: list[KernelTime],
+         scales: tuple[float, float], peaks: dict[str, Peak], warnings: list[str]) -> LayerTime:
+    share, kscale = scales
+    ms = sum(k.ms + k.dispatch_ms for k in kernels) * share
+    compute_ms = min(sum(k.ms for k in kernels) * kscale, ms)
     dtype = max(kernels, key=lambda k: k.ms).dtype if kernels else "float"
     peak = peaks.get(dtype) or peaks.get("float")
     macs = cost.macs if cost else 0
@@ -170,12 +185,13 @@ def _row(layer: str, cost: LayerCost | None, kernels: list[KernelTime], share: f
     compute = macs / peak.gmacs / 1e6 if peak and peak.gmacs else 0.0
     gbytes = peak.gbytes(nbytes) if peak else 0.0
     memory = nbytes / gbytes / 1e6 if gbytes else 0.0
-    gmacs = macs / ms / 1e6 if ms > 0 else 0.0
-    efficiency = gmacs / peak.gmacs if macs and peak and peak.gmacs and ms > 0 else None
+    gmacs = macs / compute_ms / 1e6 if compute_ms > 0 else 0.0
+    efficiency = gmacs / peak.gmacs if macs and peak and peak.gmacs and compute_ms > 0 \
+        else None
     if efficiency is not None and efficiency > 1:
         warnings.append(f"{layer} reached {gmacs:.1f} GMAC/s, above the {dtype} peak "
                         f"{peak.gmacs:.1f} ({peak.source}): the peak is under-measured")
     bound = "" if cost is None else ("compute" if compute >= memory else "memory")
     op = cost.op if cost else (kernels[0].kernel if kernels else "")
     return LayerTime(layer, op, tuple(k.name for k in kernels), dtype, ms, macs, nbytes,
-                     max(compute, memory), bound, gmacs, efficiency)
+                     max(compute, memory), bound, gmacs, efficiency, compute_ms)

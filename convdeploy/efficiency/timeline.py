@@ -20,6 +20,9 @@ class KernelTime:
     initializers: tuple[str, ...] = ()  # initializer names among its inputs
     tensors: tuple[str, ...] = ()  # tensor names among its outputs
     originals: tuple[str, ...] = ()  # exported-graph node names the runtime says it covers
+    # the runtime's time between the previous kernel's end and this one's start (its dispatch
+    # of the node), where the runtime's timeline shows it (ONNX Runtime's profile does)
+    dispatch_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,9 @@ class Timeline:
     method: str  # how the times were taken, shown beside every figure
     runs: int
     notes: tuple[str, ...] = field(default=())
+    # what one inference costs the runtime with (next to) no work, measured on a one-op
+    # model with the same settings: shown as its own row, not spread over layers
+    per_inference_ms: float = 0.0
 
     @property
     def kernel_ms(self) -> float:
