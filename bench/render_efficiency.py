@@ -121,8 +121,11 @@ def tune_summary() -> list[str]:
         if ours is None:
             continue
         others = [f[k]["latency_ms"] for k in ("revert-most-sensitive", "first-fit") if k in f]
+        ratio = min(others) / ours["latency_ms"] if others else None
+        verdict = ("tie" if ratio is not None and abs(ratio - 1) <= 0.02
+                   else f"x{ratio:.2f}" if ratio else "")
         parts.append(f"{run['model'].removesuffix('-cifar10')} {run['budget']['max_drop']}: "
-                     f"{_ms(ours['latency_ms'])} ms vs "
-                     + "/".join(_ms(o) for o in others))
+                     f"{_ms(ours['latency_ms'])} ms vs " + "/".join(_ms(o) for o in others)
+                     + f" ({verdict})")
     return [f"- `convdeploy tune` on {data['target']} (latency-driven vs NNCF-style/INC-style "
-            f"choice, ms): {'; '.join(parts)}.", ""]
+            f"choice, ms; tie = within 2%): {'; '.join(parts)}.", ""]
