@@ -68,3 +68,11 @@ def test_a_speedup_floor_rejects_slow_configurations():
     assert ours.chosen is None  # b + c (1.10 ms) is the fastest within the accuracy budget
     loose = S.Budget(0.911, 0.006, reference_latency=1.62, min_speedup=1.4)
     assert run_all(loose)[0].chosen == S.config({"b": "float", "c": "float"})
+
+
+def test_a_narrower_start_must_be_measurably_faster():
+    from convdeploy.tuning.run import fastest_uniform
+
+    assert fastest_uniform({"8": 0.936, "4": 0.935}) == "8"  # within noise: stay at 8 bits
+    assert fastest_uniform({"8": 1.00, "4": 0.90}) == "4"
+    assert fastest_uniform({"8": None, "4": None}) == "8"
