@@ -53,9 +53,14 @@ def _pads_with_zero(node, inits) -> bool:
                          not np.any(numpy_helper.to_array(inits[value]) != 0))
 
 
-def on_codes(model) -> int:
-    """Rewrite every ``DQ -> Slice|Pad -> Q`` on one scalar encoding as the op on the codes
-    (in place; see the module doc). Returns how many."""
+_BYTE_CODES = (2, 3)  # onnx TensorProto.UINT8, INT8: the code types every runtime's Slice,
+# Pad and MaxPool take (ORT refuses MaxPool on uint16 and uint4 codes)
+
+
+def on_codes(model, *, wide_pads: bool = False) -> int:
+    """Rewrite every ``DQ -> Slice|Pad -> Q`` on one scalar 8-bit encoding as the op on the
+    codes (in place; see the module doc); ``wide_pads``: Pads of 16- and 4-bit codes too
+    (OpenVINO reads them; its legalization needs them). Returns how many."""
     from onnx import helper
 
     graph = model.graph
@@ -74,6 +79,9 @@ def on_codes(model) -> int:
         if list(q.input[1:3]) != list(dq.input[1:3]):
             continue
         if node.op_type == "Pad" and not _pads_with_zero(node, inits):
+            continue
+        if inits[dq.input[2]].data_type not in _BYTE_CODES and not (
+                wide_pads and node.op_type == "Pad"):
             continue
         inputs = [dq.input[0], *node.input[1:]]
         if node.op_type == "Pad":
@@ -141,14 +149,16 @@ def slices_as_pools(model) -> int:
 
     graph = model.graph
     inferred = onnx.shape_inference.infer_shapes(model).graph
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in list(inferred.value_info) + list(inferred.input)}
+    values = list(inferred.value_info) + list(inferred.input)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
+    types = {v.name: v.type.tensor_type.elem_type for v in values}
     _, _, inits = _index(graph)
     replace = {}
     for node in graph.node:
         params = _static(node, inits) if node.op_type == "Slice" else None
         shape = shapes.get(node.input[0], [])
-        if params is None or len(shape) != 4 or not shape[2] or not shape[3]:
+        if params is None or len(shape) != 4 or not shape[2] or not shape[3] or \
+                types.get(node.input[0]) not in (1, *_BYTE_CODES):  # float or 8-bit codes
             continue
         axes = [int(a) + 4 if a < 0 else int(a) for a in params["axes"]]
         if not set(axes) <= {2, 3} or np.any(params["starts"] != 0) or \
@@ -182,9 +192,10 @@ def _drop_dead_dequantizers(graph) -> None:
         graph.node.extend(keep)
 
 
-def rewrite(model, *, pools: bool = True) -> dict[str, int]:
+def rewrite(model, *, pools: bool = True, wide_pads: bool = False) -> dict[str, int]:
     """The rewrites in order: codes first (it leaves Slice -> Slice chains on codes to merge),
     then the merge, then (``pools``) decimations as pools. Returns the counts made."""
-    counts = {"on_codes": on_codes(model), "merged_slices": merge_slices(model),
+    counts = {"on_codes": on_codes(model, wide_pads=wide_pads),
+              "merged_slices": merge_slices(model),
               "slices_as_pools": slices_as_pools(model) if pools else 0}
     return {k: v for k, v in counts.items() if v}

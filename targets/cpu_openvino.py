@@ -80,7 +80,8 @@ class OpenVinoCpuTarget(TargetBase):
         core = ov.Core()
         model = onnx.load(str(artifact.path))
         # its Slice is already fast (measured): no pools
-        rewrites = rewrite(model, pools=False) if options.graph_rewrites else {}
+        rewrites = rewrite(model, pools=False, wide_pads=True) if options.graph_rewrites \
+            else {}
         if not rewrites:
             return core, core.read_model(str(artifact.path)), {}
         with tempfile.TemporaryDirectory(prefix="convdeploy-ov-") as tmp:
