@@ -67,6 +67,7 @@ class TargetBase:
     lowers_graph: ClassVar[bool] = False  # runs exporters/lowering.py's OpGraph
     suggested_scheme: ClassVar[str] = "w8a8"  # the preset that fits the target's hardware
     latency_not_meaningful: ClassVar[str | None] = None  # why its timings are not reported
+    profiles: ClassVar[bool] = False  # has ``profile()``: per-kernel times (docs/efficiency.md)
     details: dict[str, Any] = field(default_factory=dict)
 
     def check_scheme(self, scheme) -> list[str]:

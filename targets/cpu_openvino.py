@@ -68,6 +68,7 @@ class OpenVinoCpuTarget(TargetBase):
     description = "OpenVINO CPU plugin (f32 precision hint; u8/i8 kernels for QDQ models)"
     formats = (ArtifactFormat.ONNX,)
     runtime_module = "openvino"
+    profiles = True
 
     def _read(self, artifact: Artifact, options: RuntimeOptions = RuntimeOptions()):
         import tempfile

@@ -52,6 +52,7 @@ class OrtCpuTarget(TargetBase):
     formats = (ArtifactFormat.ONNX,)
     runtime_module = "onnxruntime"
     providers = ("CPUExecutionProvider",)
+    profiles = True
 
     def _session(self, path: Path, options: RuntimeOptions, optimized: Path | None = None,
                  profile_prefix: Path | None = None):

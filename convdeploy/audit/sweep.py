@@ -64,7 +64,7 @@ def plan(spec: AuditSpec) -> Plan:
                 accuracy.append(U.AccuracyUnit(q, name, spec.eval_batch_size))
                 if getattr(targets[name], "latency_not_meaningful", None):
                     continue
-                profile = spec.profile and _profiles(targets[name])
+                profile = spec.profile and getattr(targets[name], "profiles", False)
                 for threads in spec.threads:
                     for batch in spec.batch_sizes:
                         latency.append(U.LatencyUnit(q, name, threads, batch, spec.warmup,
@@ -72,11 +72,6 @@ def plan(spec: AuditSpec) -> Plan:
     no_latency = {n: t.latency_not_meaningful for n, t in targets.items()
                   if getattr(t, "latency_not_meaningful", None)}
     return Plan(quantize, accuracy, latency, unsupported, no_latency, fingerprints)
-
-
-def _profiles(target) -> bool:
-    """Whether ``target`` has a per-layer profile (``convdeploy.efficiency``)."""
-    return hasattr(target, "profile") and getattr(target, "resolver", "AUTO") == "AUTO"
 
 
 @dataclass

@@ -51,9 +51,8 @@ def profilers(names: tuple[str, ...]) -> list:
     found = []
     for name in names:
         target = registry.get(name)
-        if not hasattr(target, "profile") or getattr(target, "resolver", "AUTO") != "AUTO":
-            able = [n for n in registry.names() if hasattr(registry.get(n), "profile")
-                    and getattr(registry.get(n), "resolver", "AUTO") == "AUTO"]
+        if not getattr(target, "profiles", False):
+            able = [n for n in registry.names() if getattr(registry.get(n), "profiles", False)]
             raise ConvdeployError(f"target {name} has no per-layer profile",
                                   fix=f"profile on {', '.join(able)}")
         missing = target.unavailable()

@@ -144,7 +144,7 @@ def tune(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path) -> TuneResult:
     gain = {r["layer"]: max(0.0, -r["accuracy_delta"]) + 1e-6 * max(0.0, 60 - r["sqnr_db"])
             for r in rows}
     cost = _layer_costs(runner, target, base_cfg, S.config({x: raise_to for x in layers}),
-                        cfg.measure.batch_size) if hasattr(target, "profile") else {}
+                        cfg.measure.batch_size) if getattr(target, "profiles", False) else {}
     seconds["sensitivity_and_profiles"] = time.perf_counter() - t0
     budget = S.Budget(reference["tune_accuracy"], tcfg.max_drop / 100,
                       reference["latency_ms"], tcfg.min_speedup)
@@ -206,12 +206,14 @@ def _weighted_layers(qm) -> list[str]:
 
 def _float_reference(prep, target, runner, cfg) -> dict:
     """The float model on the target: the budget's reference (tuning split) and latency."""
+    import torch
+
     from convdeploy.exporters.onnx_export import OnnxExporter
 
     art = OnnxExporter(quantized=False, example=prep.example).export(
         prep.float_qm, runner.workdir / "float")
     if target.check(art):  # e.g. a target that runs quantized models only
-        logits = prep.float_qm.float(__import__("torch").from_numpy(runner.tune_x)).numpy()
+        logits = prep.float_qm.float(torch.from_numpy(runner.tune_x)).numpy()
         acc = float((logits.argmax(1) == runner.tune_y).mean())
         return {"tune_accuracy": acc, "latency_ms": None, "artifact": None,
                 "source": "torch float (the target runs quantized models only)"}
@@ -245,6 +247,8 @@ def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
            reference) -> list[dict]:
     """Each search's choice, the uniform base and all-float (where the target runs it),
     re-measured end to end in alternating rounds and scored on the evaluation split."""
+    import torch
+
     from convdeploy.audit import statistics as st
     from convdeploy.check import wilson_interval
     from convdeploy.exporters.artifact import Artifact, ArtifactFormat
@@ -276,7 +280,7 @@ def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
                     min_time_s=runner.min_time_s)["median"])
     float_row = next((r for r in rows if r["label"] == "float"), None)
     if float_row is None:  # the float model scored in torch
-        logits = prep.float_qm.float(__import__("torch").from_numpy(x_eval)).numpy()
+        logits = prep.float_qm.float(torch.from_numpy(x_eval)).numpy()
         float_correct = logits.argmax(1) == y_eval
     else:
         float_correct = float_row["correct"]
