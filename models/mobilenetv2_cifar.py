@@ -92,12 +92,15 @@ WEIGHT_DECAY = 4e-5
 
 
 def train(train_dir: Path, *, epochs: int = EPOCHS, batch_size: int = 96, lr: float = 0.1,
-          seed: int = 0, eval_dir: Path | None = None, log=print) -> tuple[MobileNetV2, dict]:
+          seed: int = 0, eval_dir: Path | None = None, log=print,
+          device: str = "cpu") -> tuple[MobileNetV2, dict]:
     """Train from scratch: SGD + Nesterov, one-cycle schedule (cosine annealing), label
     smoothing 0.1, crop+flip augmentation, and the paper's regularisation: weight decay 4e-5 on
     the dense and pointwise weights, none on depthwise weights, BN and biases (the reference
     TF-slim implementation's ``regularize_depthwise=False``). Returns the model and a summary
-    (epochs, minutes, test accuracy when ``eval_dir`` is given)."""
+    (epochs, minutes, test accuracy when ``eval_dir`` is given). ``device="cuda"`` trains on a
+    GPU with the same shuffles and crops (drawn on the CPU); the weights differ from a CPU run's
+    by floating-point summation order, so say which device trained a checkpoint."""
     from .augment import random_crop_flip
     from .datasets import load_images
     from .training import fit, test_accuracy
@@ -107,7 +110,7 @@ def train(train_dir: Path, *, epochs: int = EPOCHS, batch_size: int = 96, lr: fl
     gen = torch.Generator().manual_seed(seed)
     data = load_images(Path(train_dir), CIFAR_PREPROCESS)
     x, y = torch.from_numpy(data.normalized(CIFAR_PREPROCESS)), torch.from_numpy(data.labels)
-    model = MobileNetV2()
+    model = MobileNetV2().to(device)
     decayed, free = [], []
     for m in model.modules():
         depthwise = isinstance(m, nn.Conv2d) and m.groups > 1
@@ -120,10 +123,13 @@ def train(train_dir: Path, *, epochs: int = EPOCHS, batch_size: int = 96, lr: fl
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, pct_start=0.15,
                                                 total_steps=epochs * steps_per_epoch)
     minutes = fit(model, x, y, opt, sched, gen, epochs=epochs, batch_size=batch_size,
-                  augment=random_crop_flip, label_smoothing=0.1, log=log)
+                  augment=random_crop_flip, label_smoothing=0.1, log=log, device=device)
+    model = model.cpu()
     summary = {"epochs": epochs, "train_images": len(x), "batch_size": batch_size, "seed": seed,
                "weight_decay": WEIGHT_DECAY, "regularize_depthwise": False,
-               "train_minutes": minutes, "threads": torch.get_num_threads()}
+               "train_minutes": minutes, "threads": torch.get_num_threads(),
+               "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
+               "torch": torch.__version__}
     if eval_dir is not None:
         summary["test_accuracy"] = test_accuracy(model, eval_dir, CIFAR_PREPROCESS)
         log(f"test accuracy {summary['test_accuracy']:.4f}")
@@ -131,13 +137,15 @@ def train(train_dir: Path, *, epochs: int = EPOCHS, batch_size: int = 96, lr: fl
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Train MobileNetV2 for CIFAR-10 on CPU.")
+    parser = argparse.ArgumentParser(description="Train MobileNetV2 for CIFAR-10 (CPU by default).")
     parser.add_argument("--train", type=Path, required=True, help="ImageFolder training split")
     parser.add_argument("--eval", type=Path, help="ImageFolder test split")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--out", type=Path, default=WEIGHTS)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = parser.parse_args(argv)
-    model, summary = train(args.train, epochs=args.epochs, eval_dir=args.eval)
+    model, summary = train(args.train, epochs=args.epochs, eval_dir=args.eval,
+                           device=args.device)
     print(summary)
     save_weights(model, summary, args.out)
     print(f"wrote {args.out}")

@@ -21,15 +21,16 @@ def one_cycle_schedule(opt, *, lr: float, epochs: int, samples: int, batch_size:
 def train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt, sched,
                 gen: torch.Generator, *, batch_size: int,
                 augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
-                label_smoothing: float = 0.0) -> float:
+                label_smoothing: float = 0.0, device: str = "cpu") -> float:
     """Shuffle with ``gen``, augment each batch, step optimizer and schedule per batch; returns
-    the mean training loss."""
+    the mean training loss. ``x``, ``y`` and ``gen`` stay on the CPU (the same shuffles and
+    crops on every device); each augmented batch moves to ``device``, where ``model`` is."""
     model.train()
     perm = torch.randperm(len(x), generator=gen)
     total = 0.0
     for i in range(0, len(x), batch_size):
         idx = perm[i:i + batch_size]
-        loss = F.cross_entropy(model(augment(x[idx], gen)), y[idx],
+        loss = F.cross_entropy(model(augment(x[idx], gen).to(device)), y[idx].to(device),
                                label_smoothing=label_smoothing)
         opt.zero_grad()
         loss.backward()
@@ -42,12 +43,12 @@ def train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt, sched,
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt, sched, gen: torch.Generator,
         *, epochs: int, batch_size: int,
         augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
-        label_smoothing: float = 0.0, log=print, label: str = "") -> float:
+        label_smoothing: float = 0.0, log=print, label: str = "", device: str = "cpu") -> float:
     """``epochs`` of ``train_epoch``, logging each; returns the minutes taken."""
     start = time.perf_counter()
     for epoch in range(epochs):
         loss = train_epoch(model, x, y, opt, sched, gen, batch_size=batch_size,
-                           augment=augment, label_smoothing=label_smoothing)
+                           augment=augment, label_smoothing=label_smoothing, device=device)
         log(f"{label}epoch {epoch + 1}/{epochs} loss {loss:.4f} "
             f"({(time.perf_counter() - start) / 60:.1f} min)")
     return round((time.perf_counter() - start) / 60, 1)
