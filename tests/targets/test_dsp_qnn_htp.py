@@ -27,6 +27,33 @@ class TestQnnHtp(TargetConformance):
         assert runnable.details["cpu_fallback"] == "disabled"
         assert runnable.session.get_providers()[0] == "QNNExecutionProvider"
 
+    def test_one_thread_keeps_the_emulator_on_one_core(self, target, tmp_path):
+        """threads=1: the emulator's helper threads stay on one host core, the caller's
+        affinity comes back, and the outputs equal an unpinned session's."""
+        import os
+        from pathlib import Path
+
+        import numpy as np
+
+        from convdeploy.targets.base import RuntimeOptions
+
+        if len(os.sched_getaffinity(0)) < 2:
+            pytest.skip("one core: nothing to pin")
+        _, qdq = tiny_artifacts()
+        x = np.random.default_rng(0).standard_normal((20, *qdq.input_shape)).astype(np.float32)
+        before = os.sched_getaffinity(0)
+        pinned = target.compile(qdq, tmp_path / "one", options=RuntimeOptions(1))
+        got = pinned({"x": x})
+        assert os.sched_getaffinity(0) == before
+        helpers = [t for t in Path("/proc/self/task").iterdir()
+                   if (t / "comm").read_text().startswith("thr_hvx")]
+        assert helpers, "the emulator started no helper threads (renamed?)"
+        for t in helpers:
+            allowed = (t / "status").read_text().split("Cpus_allowed_list:")[1].split()[0]
+            assert "," not in allowed and "-" not in allowed, allowed
+        free = target.compile(qdq, tmp_path / "two", options=RuntimeOptions(2))
+        np.testing.assert_array_equal(list(got.values())[0], list(free({"x": x}).values())[0])
+
     def test_check_names_an_op_it_cannot_run(self, target, tmp_path):
         """A float op in a quantized graph: with CPU fallback off, check() says what fails."""
         import onnx
