@@ -54,7 +54,8 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
                                  "and none before QAT)")
     q.add_argument("--adaround-iters", type=int, help="AdaRound steps per layer (default 1000)")
     q.add_argument("--override", action="append", default=[], metavar="LAYER=BITS",
-                   help="mixed precision: LAYER=8, LAYER=4 or LAYER=float (repeatable)")
+                   help="mixed precision: LAYER=8, LAYER=4, LAYER=float, or LAYER=8a16 "
+                        "(8-bit weights, 16-bit activations); repeatable")
     q.add_argument("--per-tensor", action="store_true", help="per-tensor weights (comparison)")
     q.add_argument("--calibration", choices=["minmax", "percentile", "mse"], default="minmax")
     q.add_argument("--percentile", type=float, default=99.99)

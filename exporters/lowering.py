@@ -90,9 +90,15 @@ class _Lowerer:
         return self.alias.get(name, name)
 
     def _quantize(self, node: onnx.NodeProto) -> None:
-        self.quant[node.output[0]] = self.qparams(node)
+        q = self.quant[node.output[0]] = self.qparams(node)
+        src = self.resolve(node.input[0])
         if node.input[0] == self.input:
             self.ops.append(Op(OpKind.QUANTIZE, (self.input,), node.output[0], node.name))
+        elif src in self.quant:  # DQ -> Q: codes onto another grid (a width change)
+            if self.quant[src] == q:
+                self.alias[node.output[0]] = src
+            else:
+                self.ops.append(Op(OpKind.REQUANTIZE, (src,), node.output[0], node.name))
 
     def _dequantize(self, node: onnx.NodeProto) -> None:
         src, out = node.input[0], node.output[0]

@@ -123,6 +123,7 @@ class _Inserter:
         self.result = InsertionResult()
         self.grid: dict[Node, ActivationQuantizer] = {}  # value -> the grid it lies on
         self.excluded_used: set[str] = set()
+        self.converted: dict[tuple[Node, int], Node] = {}  # (value, bits) -> its converted copy
 
     def _register(self, q: Quantizer) -> None:
         name = attr_name(q.key)
@@ -140,10 +141,10 @@ class _Inserter:
         qnode.meta = dict(node.meta)
         return qnode
 
-    def _new_activation(self, node: Node, fixed: FixedRange | None = None
-                        ) -> ActivationQuantizer:
-        q = ActivationQuantizer(node.name, self.scheme.activations, module=module_path(node),
-                                fixed=fixed)
+    def _new_activation(self, node: Node, fixed: FixedRange | None = None,
+                        quant: TensorQuant | None = None) -> ActivationQuantizer:
+        q = ActivationQuantizer(node.name, quant or self.scheme.activations,
+                                module=module_path(node), fixed=fixed)
         self._register(q)
         qnode = self._place_after(node, q)
         self.grid[node] = self.grid[qnode] = q
@@ -152,6 +153,37 @@ class _Inserter:
     def _share(self, node: Node, q: ActivationQuantizer) -> None:
         qnode = self._place_after(node, q)
         self.grid[node] = self.grid[qnode] = q
+
+    def _convert_inputs(self, node: Node, quant: TensorQuant) -> None:
+        """Mixed activation widths: every quantized input of ``node`` on a grid of another width
+        is first requantized to a grid of ``quant``'s width (calibrated on what it carries),
+        shared by every consumer at that width. Integer runtimes group each op with the Q/DQ
+        around it only when its inputs and output have one type (onnxruntime's QDQ selectors,
+        which the HTP's EP uses), and a width change between ops is then a requantize of its
+        own (QNN's Convert, TFLite's QUANTIZE)."""
+        def convert(arg):
+            if isinstance(arg, (list, tuple)):
+                return type(arg)(convert(a) for a in arg)
+            if not isinstance(arg, Node) or arg not in self.grid \
+                    or self.grid[arg].tq.bits == quant.bits:
+                return arg
+            done = self.converted.get((arg, quant.bits))
+            if done is None:
+                key = f"{self.grid[arg].key}.a{quant.bits}"
+                if key in self.result.quantizers:  # a slice/pool of the same grid, converted too
+                    key = f"{arg.name}.a{quant.bits}"
+                q = ActivationQuantizer(key, quant, module=self.grid[arg].module_path)
+                self._register(q)
+                with self.graph.inserting_before(node):
+                    done = self.graph.call_module(f"{QUANTIZER_ROOT}.{attr_name(q.key)}",
+                                                  (arg,))
+                done.meta = dict(arg.meta)
+                q.tensors.append(arg.name)
+                self.grid[done] = q
+                self.converted[(arg, quant.bits)] = done
+            return done
+
+        node.args = convert(node.args)
 
     def _excluded(self, node: Node) -> bool:
         path = module_path(node)
@@ -271,20 +303,24 @@ class _Inserter:
         if passthrough and src in self.grid:
             self._share(node, self.grid[src])
             return
-        wq = None
+        wq, quant = None, self.scheme.activations
         if node.target in WEIGHTED_OPS:
             self.result.layers.append(module_path(node))
             if self._excluded(node):
                 return
+            quant = self.scheme.activations_for(module_path(node))  # an override's width
+            self._convert_inputs(node, quant)
             wq = self._quantize_params(node)
-        elif node.target in CONSTANT_OPERAND_OPS:
-            self._quantize_constant_operand(node)
+        else:
+            self._convert_inputs(node, quant)
+            if node.target in CONSTANT_OPERAND_OPS:
+                self._quantize_constant_operand(node)
         point = self._output_point(node)
         if point is not node:
             skip.add(point)
         fixed = FIXED_OUTPUTS.get(node.target) if point is node else None
         output_q = self._new_activation(point, fixed if self.scheme.activations.bits == 8
-                                        else None)
+                                        else None, quant)
         input_q = self.grid.get(node.args[0])
         if wq is not None and input_q is not None:
             wq.requant.append((input_q, output_q))  # for the multiplier floor

@@ -66,20 +66,43 @@ UINT16_ACT = TensorQuant(bits=16, symmetric=False, per_channel=False, signed=Fal
 @dataclass(frozen=True)
 class LayerOverride:
     """Mixed precision: the layers at ``layer`` (a module path, or a prefix of one) quantize their
-    weights with ``weights`` instead of the scheme's; ``weights=None`` keeps them in float."""
+    weights with ``weights`` instead of the scheme's (``weights=None`` keeps them in float) and,
+    where ``activation_bits`` is set, their output with that many bits (the scheme's activation
+    grid otherwise: same signedness and calibration, other width; e.g. 16-bit outputs for the
+    layers the HTP must run at A16W8)."""
 
     layer: str
     weights: TensorQuant | None
+    activation_bits: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.activation_bits is not None and self.weights is None:
+            raise ValueError(f"override {self.layer}: a float layer has no activation bits")
+        if self.activation_bits not in (None, 4, 8, 16):
+            raise ValueError(f"override {self.layer}: activation bits must be 4, 8 or 16")
 
     @classmethod
     def parse(cls, text: str) -> "LayerOverride":
-        """``layer=8`` / ``layer=4`` (per-channel bits) or ``layer=float``."""
+        """``layer=8`` / ``layer=4`` (per-channel weight bits), ``layer=float``, or weight bits
+        with output activation bits: ``layer=8a16``, ``layer=8a8``."""
         layer, sep, value = text.partition("=")
-        if not sep or not layer or value not in ("4", "8", "float"):
-            raise ValueError(f"override {text!r} is not LAYER=4, LAYER=8 or LAYER=float")
+        weights, a, act = ("float", "", "") if value == "float" else value.partition("a")
+        if not sep or not layer or weights not in ("4", "8", "float") \
+                or (a and act not in ("4", "8", "16")):
+            raise ValueError(f"override {text!r} is not LAYER=4, LAYER=8, LAYER=float or "
+                             "LAYER=8a16 (weight bits, then output activation bits)")
         if value == "float":
             return cls(layer, None)
-        return cls(layer, TensorQuant(bits=int(value), symmetric=True, per_channel=True))
+        return cls(layer, TensorQuant(bits=int(weights), symmetric=True, per_channel=True),
+                   int(act) if a else None)
+
+    @property
+    def value(self) -> str:
+        """What ``parse`` reads after ``LAYER=``: ``float``, ``8``, ``8a16``..."""
+        if self.weights is None:
+            return "float"
+        act = f"a{self.activation_bits}" if self.activation_bits else ""
+        return f"{self.weights.bits}{act}"
 
 
 @dataclass(frozen=True)
@@ -87,7 +110,8 @@ class QuantScheme:
     """A whole-model quantization recipe.
 
     ``exclude`` names layers (module paths such as ``layer3.2.conv2`` or ``linear``) kept in float;
-    ``overrides`` give chosen layers other weight bits (mixed precision).
+    ``overrides`` give chosen layers other weight bits, or output activation bits (mixed
+    precision).
     ``activations=None`` means weight-only quantization.
     """
 
@@ -125,11 +149,29 @@ class QuantScheme:
                 chosen = o.weights
         return chosen
 
+    def activations_for(self, layer: str) -> TensorQuant | None:
+        """The output activation quantization of ``layer``: the scheme's, at the width of the
+        last matching override that names one."""
+        chosen = self.activations
+        for o in self.overrides:
+            if (layer == o.layer or layer.startswith(o.layer + ".")) and chosen is not None:
+                if o.activation_bits is not None:
+                    chosen = replace(self.activations, bits=o.activation_bits)
+        return chosen
+
+    @property
+    def activation_widths(self) -> set[int]:
+        """Every activation width the scheme uses (the scheme's and its overrides')."""
+        if self.activations is None:
+            return set()
+        return {self.activations.bits} | {o.activation_bits for o in self.overrides
+                                          if o.activation_bits and o.weights is not None}
+
     @property
     def min_bits(self) -> int:
         """The narrowest width any tensor of the scheme uses (what a target must support)."""
         bits = [self.weights.bits] + [o.weights.bits for o in self.overrides if o.weights]
-        return min(bits + ([self.activations.bits] if self.activations else []))
+        return min(bits + sorted(self.activation_widths))
 
     def with_(self, **changes) -> "QuantScheme":
         return replace(self, **changes)
@@ -147,8 +189,8 @@ class QuantScheme:
             "name": self.name, "weights": tq(self.weights), "activations": tq(self.activations),
             "calibration": self.calibration.value, "percentile": self.percentile,
             "exclude": list(self.exclude),
-            "overrides": {o.layer: (o.weights.bits if o.weights else "float")
-                          for o in self.overrides},
+            "overrides": {o.layer: (o.value if o.weights is None or o.activation_bits
+                                    else o.weights.bits) for o in self.overrides},
         }
 
 

@@ -78,8 +78,8 @@ class TargetBase:
         for bits in sorted(widths - set(self.weight_bits)):
             reasons.append(f"{self.name} has no {bits}-bit weights (it runs "
                            f"{', '.join(map(str, self.weight_bits))}-bit)")
-        if scheme.activations and scheme.activations.bits not in self.activation_bits:
-            reasons.append(f"{self.name} has no {scheme.activations.bits}-bit activations (it "
+        for bits in sorted(scheme.activation_widths - set(self.activation_bits)):
+            reasons.append(f"{self.name} has no {bits}-bit activations (it "
                            f"runs {', '.join(map(str, self.activation_bits))}-bit)")
         return reasons
 

@@ -42,7 +42,7 @@ class SchemeEntry:
 def parse_scheme_entry(tree: Any, where: str) -> SchemeEntry:
     """``w4a8``, ``w4a8+cle+adaround``, ``float`` or ``{scheme: w4a8, ptq: "cle,adaround",
     calibration: mse, adaround_iters: 500, overrides: [layer1.0.conv1=float, fc=8]}``
-    (overrides: ``--override``'s LAYER=4|8|float, as ``convdeploy tune`` writes them)."""
+    (overrides: ``--override``'s LAYER=4|8|float|8a16, as ``convdeploy tune`` writes them)."""
     if isinstance(tree, str):
         name, *methods = [t.strip() for t in tree.split("+")]
         tree = {"scheme": name, **({"ptq": ",".join(methods)} if methods else {})}
@@ -69,13 +69,13 @@ def parse_scheme_entry(tree: Any, where: str) -> SchemeEntry:
     if "overrides" in tree:
         items = tree["overrides"]
         if not isinstance(items, list):
-            raise SpecError(f"{where}.overrides must be a list of LAYER=4|8|float",
+            raise SpecError(f"{where}.overrides must be a list of LAYER=4|8|float|8a16",
                             fix="write e.g. overrides: [conv1=float, layer3.2.conv2=8]")
         try:
             scheme = scheme.with_(overrides=tuple(LayerOverride.parse(str(o)) for o in items))
         except ValueError as exc:
             raise SpecError(f"{where}.overrides: {exc}",
-                            fix="write each as LAYER=4, LAYER=8 or LAYER=float") from exc
+                            fix="write each as LAYER=4, LAYER=8, LAYER=float or LAYER=8a16") from exc
     ptq = None
     settings = {}
     if "adaround_iters" in tree:

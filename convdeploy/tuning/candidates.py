@@ -6,7 +6,13 @@ A candidate is derived from the calibrated base model (every layer at the base p
 scheme's overrides insert or leave out quantizers (``--override`` semantics: a float layer has
 no weight or output quantizer), and every quantizer the candidate shares with the base keeps
 the base's calibrated numbers. A 4-bit layer's weight scales come from its weights (round to
-nearest); no PTQ method runs per candidate.
+nearest); no PTQ method runs per candidate. A layer at 16-bit activations (``8a16``, the HTP's
+choice) gets new 16-bit grids on its input and output, calibrated for that candidate.
+
+On a target whose timings mean nothing here (the emulated HTP) a candidate's cost is an
+estimate, named as such everywhere it is shown: the share of the model's MACs that run with
+16-bit activations (a 16-bit layer moves twice the activation bytes; how much slower it runs is
+not measured here).
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import numpy as np
 
 from .search import Config
 
-FLOAT, W8, W4 = "float", "8", "4"
+FLOAT, W8, W4, A16 = "float", "8", "4", "8a16"
 
 
 @dataclass
@@ -46,6 +52,7 @@ class CandidateRunner:
     repeats: int = 30
     min_time_s: float = 0.5
     cache: dict[Config, Measured] = field(default_factory=dict)
+    layer_macs: dict[str, int] = field(default_factory=dict)  # filled on first estimate
 
     def model(self, cfg: Config):
         from convdeploy.quant.fakequant import ActivationQuantizer, WeightQuantizer
@@ -113,3 +120,23 @@ class CandidateRunner:
 
     def latency(self, cfg: Config) -> float | None:
         return self.measure(cfg).latency_ms
+
+    @property
+    def measures_latency(self) -> bool:
+        return not getattr(self.target, "latency_not_meaningful", None)
+
+    def estimated_cost(self, cfg: Config) -> float:
+        """Share of the model's MACs (from the base model's exported graph) in layers that run
+        with 16-bit activations in ``cfg``: the estimate used where latency is not measured."""
+        if not self.layer_macs:
+            from convdeploy.efficiency.costs import layer_costs
+
+            for c in layer_costs(self.measure(()).artifact):
+                if c.weighted:
+                    self.layer_macs[c.layer] = self.layer_macs.get(c.layer, 0) + c.macs
+        total = sum(self.layer_macs.values()) or 1
+        return sum(self.layer_macs.get(layer, 0) for layer, p in cfg if p == A16) / total
+
+    def cost(self, cfg: Config) -> float | None:
+        """What the searches minimise: measured latency (ms), else the estimate above."""
+        return self.latency(cfg) if self.measures_latency else self.estimated_cost(cfg)

@@ -16,7 +16,7 @@ def to_dict(r: TuneResult, budget: dict) -> dict:
             "searches": [{"strategy": s.strategy, "chosen": None if s.chosen is None
                           else dict(s.chosen), "evaluations": s.evaluations,
                           "steps": [{"config": dict(st.config), "accuracy": st.accuracy,
-                                     "latency_ms": st.latency_ms, "note": st.note}
+                                     r.cost_key: st.latency_ms, "note": st.note}
                                     for st in s.steps]} for s in r.searches],
             "final": r.final, "seconds": r.seconds}
 
@@ -32,8 +32,7 @@ def export_yaml(r: TuneResult, cfg) -> str:
     import yaml
 
     chosen = r.chosen() or ()
-    user = [f"{o.layer}={'float' if o.weights is None else o.weights.bits}"
-            for o in cfg.scheme.overrides]
+    user = [f"{o.layer}={o.value}" for o in cfg.scheme.overrides]
     tree = {"model": {"name": cfg.model.ref, **({"weights": cfg.model.weights}
                                                 if cfg.model.weights else {})},
             "data": {k: v for k, v in (("calib", cfg.data.calib), ("eval", cfg.data.eval),
@@ -52,11 +51,16 @@ def markdown(r: TuneResult, budget: dict) -> str:
                 else "") + f". Tuning split {ref['tune_images']} images (float "
              f"{100 * ref['tune_accuracy']:.2f}%, {ref['source']}); evaluation split "
              f"{ref['eval_images']} images.", "", *[f"- {n}" for n in r.notes], "",
-             "| configuration | float layers | accuracy (eval) | 95% CI | delta vs float "
-             "(points) | McNemar p | meets budget | latency ms |", "|" + "---|" * 8]
+             f"| configuration | {_raised_label(r)} | accuracy (eval) | 95% CI | delta vs float "
+             f"(points) | McNemar p | meets budget | {_cost_label(r)} |", "|" + "---|" * 8]
     for f in r.final:
-        lat = "" if f["latency_ms"] is None else f"{f['latency_ms']:.3f}"
-        lines.append(f"| {f['label']} | {f['float_layers']} | {100 * f['accuracy']:.2f}% | "
+        cost = f.get("estimated_cost", f["latency_ms"])
+        lat = "" if cost is None else f"{cost:.3f}"
+        raised = next((v for k, v in f.items() if k.startswith("raised_to_")), None)
+        shown = f["float_layers"] if _raised_label(r) == "float layers" else (
+            "float" if raised is None else raised)
+        lines.append(f"| {f['label']} | {shown} | "
+                     f"{100 * f['accuracy']:.2f}% | "
                      f"{100 * f['accuracy_ci95'][0]:.2f}-{100 * f['accuracy_ci95'][1]:.2f} | "
                      f"{f['accuracy_delta_points']:+.2f} | {f['mcnemar_p']:.3g} | "
                      f"{'yes' if f['meets_budget'] else 'no'} | {lat} |")
@@ -72,17 +76,29 @@ def markdown(r: TuneResult, budget: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cost_label(r: TuneResult) -> str:
+    return ("latency ms" if r.cost_key == "latency_ms"
+            else "estimated cost (share of MACs at 16-bit activations; not measured)")
+
+
+def _raised_label(r: TuneResult) -> str:
+    key = next((k for f in r.final for k in f if k.startswith("raised_to_")), "")
+    return "16-bit activation layers" if key.endswith("a16") else "float layers"
+
+
 def search_png(r: TuneResult) -> bytes:
     from convdeploy.audit.plots import figure, png
 
     fig, axes = figure(1, width=7.0, height=4.5)
     ax = axes[0]
     for marker, s in zip("osD", r.searches):
-        pts = [(st.latency_ms, 100 * st.accuracy) for st in s.steps if st.latency_ms]
+        pts = [(st.latency_ms, 100 * st.accuracy) for st in s.steps
+               if st.latency_ms is not None]
         if pts:
             ax.plot(*zip(*pts), marker=marker, alpha=0.7, label=s.strategy)
     ax.axhline(100 * r.reference["tune_accuracy"], color="#999999", ls=":", label="float")
-    ax.set_xlabel("latency, ms (measured)")
+    ax.set_xlabel("latency, ms (measured)" if r.cost_key == "latency_ms" else
+                  "estimated cost: share of MACs at 16-bit activations (not measured)")
     ax.set_ylabel("top-1 on the tuning split, %")
     ax.legend(fontsize=8)
     ax.set_title(f"{r.model} on {r.target}: every configuration each search measured",

@@ -9,6 +9,10 @@ candidate is derived from it (``candidates.py``). Gains: per-layer sensitivity o
 split (``convdeploy inspect``'s measure: the accuracy lost when only that layer is quantized).
 Costs: per-layer latency from the target's profile of the all-low and the all-raised models
 (``convdeploy.efficiency``), where the target has one.
+
+On the HTP (no float layers; 8- or 16-bit activations per layer, 8-bit weights) the searches
+raise layers from 8- to 16-bit activations, and since the emulator's timings say nothing about
+a phone they minimise an estimate instead of a measurement (``candidates.py``), labelled so.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from convdeploy.config import DeployConfig
 from convdeploy.errors import ConvdeployError
 
 from . import search as S
-from .candidates import FLOAT, W8, CandidateRunner
+from .candidates import A16, FLOAT, W8, CandidateRunner
 
 
 @dataclass(frozen=True)
@@ -47,18 +51,30 @@ class TuneConfig:
 
 
 def choices(target) -> tuple[str, ...]:
-    """The per-layer precisions ``target`` can run (weights; activations stay at the scheme's)."""
+    """The per-layer precisions ``target`` can run: float, 8- or 4-bit weights (activations at
+    the scheme's 8 bits) where it runs float layers; on a quantized-only target (the HTP),
+    8-bit weights with 8- or 16-bit activations."""
     found = []
     if getattr(target, "runs_float", True):
         found.append(FLOAT)
-    found += [str(b) for b in (8, 4) if b in target.weight_bits]
+        found += [str(b) for b in (8, 4) if b in target.weight_bits]
+    elif 8 in target.weight_bits:
+        found.append(W8)
+        if 16 in target.activation_bits:
+            found.append(A16)
     if len(found) < 2:
         raise ConvdeployError(
             f"target {target.name} offers no per-layer choice to tune (it runs "
             f"{', '.join(found) or 'nothing'} per layer here)",
-            fix="tune on cpu-ort, cpu-openvino or mobile-litert (per-layer 16-bit activations "
-                "for the HTP are not implemented yet)")
+            fix="tune on cpu-ort, cpu-openvino, mobile-litert or dsp-qnn-htp")
     return tuple(found)
+
+
+def raise_target(options: tuple[str, ...], fastest: str) -> str:
+    """What a layer is raised to from the uniform start ``fastest``."""
+    if fastest != W8:
+        return W8
+    return FLOAT if FLOAT in options else A16
 
 
 @dataclass
@@ -72,6 +88,7 @@ class TuneResult:
     final: list[dict]
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    cost_key: str = "latency_ms"  # what the searches' steps carry (estimated_cost on the HTP)
 
     def chosen(self) -> S.Config | None:
         return next(s.chosen for s in self.searches if s.strategy == "latency-driven")
@@ -101,6 +118,10 @@ def tune(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path) -> TuneResult:
     t_start = time.perf_counter()
     target = registry.get(tcfg.target)
     options = choices(target)
+    refused = target.check_scheme(cfg.scheme.with_(overrides=())) if cfg.scheme else []
+    if refused:
+        raise ConvdeployError(f"target {tcfg.target} cannot run the base scheme: {refused[0]}",
+                              fix="give --scheme w8a8 / --int8")
     if target.unavailable():
         raise ConvdeployError(f"target {tcfg.target} cannot run here: {target.unavailable()}",
                               fix="install its runtime or choose another --target")
@@ -133,18 +154,22 @@ def tune(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path) -> TuneResult:
         cfg_p = S.config({x: p for x in layers}) if p != W8 else ()
         m = runner.measure(cfg_p)
         uniform[p] = {"config": cfg_p, "accuracy": m.accuracy, "latency_ms": m.latency_ms}
+        if not runner.measures_latency:
+            uniform[p]["estimated_cost"] = runner.estimated_cost(cfg_p)
     fastest = fastest_uniform({p: u["latency_ms"] for p, u in uniform.items()})
     base_cfg = uniform[fastest]["config"]
-    raise_to = FLOAT if fastest == W8 else W8
-    if raise_to not in options:
-        raise ConvdeployError(f"{tcfg.target} cannot raise a layer above {fastest} bits",
-                              fix="tune on a target that runs float or 8-bit layers")
+    raise_to = raise_target(options, fastest)
     x_tune = torch.from_numpy(x_all[tune_idx])
     rows = layer_sensitivity(base_qm, x_tune, y_all[tune_idx])
     gain = {r["layer"]: max(0.0, -r["accuracy_delta"]) + 1e-6 * max(0.0, 60 - r["sqnr_db"])
             for r in rows}
-    cost = _layer_costs(runner, target, base_cfg, S.config({x: raise_to for x in layers}),
-                        cfg.measure.batch_size) if getattr(target, "profiles", False) else {}
+    if not runner.measures_latency:  # the estimate, layer by layer
+        cost = {x: runner.estimated_cost(S.config({x: A16})) for x in layers}
+    elif getattr(target, "profiles", False):
+        cost = _layer_costs(runner, target, base_cfg, S.config({x: raise_to for x in layers}),
+                            cfg.measure.batch_size)
+    else:
+        cost = {}
     seconds["sensitivity_and_profiles"] = time.perf_counter() - t0
     budget = S.Budget(reference["tune_accuracy"], tcfg.max_drop / 100,
                       reference["latency_ms"], tcfg.min_speedup)
@@ -152,32 +177,36 @@ def tune(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path) -> TuneResult:
     for name, fn in (
             ("latency-driven", lambda: S.latency_driven(
                 layers, base=base_cfg, raise_to=raise_to, budget=budget,
-                accuracy=runner.accuracy, latency=runner.latency, gain=gain, cost=cost)),
+                accuracy=runner.accuracy, latency=runner.cost, gain=gain, cost=cost)),
             ("revert-most-sensitive", lambda: S.revert_most_sensitive(
                 layers, base=base_cfg, raise_to=raise_to, budget=budget,
-                accuracy=runner.accuracy, gain=gain, latency=runner.latency)),
+                accuracy=runner.accuracy, gain=gain, latency=runner.cost)),
             ("first-fit", lambda: S.first_fit(
                 layers, base=base_cfg, raise_to=raise_to, budget=budget,
-                accuracy=runner.accuracy, latency=runner.latency))):
+                accuracy=runner.accuracy, latency=runner.cost))):
         t0 = time.perf_counter()
         searches.append(fn())
         seconds[name] = time.perf_counter() - t0
     t0 = time.perf_counter()
     final = _final(runner, prep, target, tcfg, searches, (f"all-{fastest}", base_cfg),
-                   x_all[eval_idx], y_all[eval_idx], reference)
+                   x_all[eval_idx], y_all[eval_idx], reference, raise_to)
     seconds["final"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - t_start
     notes = [f"per-layer choices on {target.name}: {', '.join(options)}; the fastest uniform "
              f"configuration was all-{fastest} (measured: " + ", ".join(
                  f"{p}-bit {u['latency_ms']:.3f} ms" for p, u in uniform.items()
                  if u["latency_ms"] is not None) + f"); layers are raised to {raise_to}"]
-    if not cost:
+    if not runner.measures_latency:
+        notes.append(f"{target.name}: {target.latency_not_meaningful}; the searches minimise "
+                     "an estimate instead: the share of MACs at 16-bit activations")
+    elif not cost:
         notes.append(f"{target.name} has no per-layer profile: layers are raised by "
                      "sensitivity alone")
     return TuneResult(prep.loaded.name, target.name, layers,
                       {**reference, "tune_images": len(tune_idx), "eval_images": len(eval_idx)},
                       {p: {**u, "config": list(u["config"])} for p, u in uniform.items()},
-                      searches, final, seconds, notes)
+                      searches, final, seconds, notes,
+                      "latency_ms" if runner.measures_latency else "estimated_cost")
 
 
 # a narrower uniform model must be at least this much faster to start from it: the 2026
@@ -212,7 +241,7 @@ def _float_reference(prep, target, runner, cfg) -> dict:
 
     art = OnnxExporter(quantized=False, example=prep.example).export(
         prep.float_qm, runner.workdir / "float")
-    if target.check(art):  # e.g. a target that runs quantized models only
+    if not getattr(target, "runs_float", True) or target.check(art):  # quantized-only target
         logits = prep.float_qm.float(torch.from_numpy(runner.tune_x)).numpy()
         acc = float((logits.argmax(1) == runner.tune_y).mean())
         return {"tune_accuracy": acc, "latency_ms": None, "artifact": None,
@@ -244,7 +273,7 @@ def _layer_costs(runner, target, low: S.Config, high: S.Config, batch: int) -> d
 
 
 def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
-           reference) -> list[dict]:
+           reference, raise_to: str) -> list[dict]:
     """Each search's choice, the uniform base and all-float (where the target runs it),
     re-measured end to end in alternating rounds and scored on the evaluation split."""
     import torch
@@ -269,6 +298,10 @@ def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
         rows.append({"label": label, "config": None if cfg_ is None else list(cfg_),
                      "raised": (len(_weighted_layers(runner.base)) if cfg_ is None
                                 else sum(1 for _, p in cfg_ if p == FLOAT)),
+                     "raised_to_" + raise_to: (None if cfg_ is None
+                                               else sum(1 for _, p in cfg_ if p == raise_to)),
+                     "estimate": None if cfg_ is None or runner.measures_latency
+                     else runner.estimated_cost(cfg_),
                      "runnable": runnable, "correct": preds == y_eval})
     x = np.ascontiguousarray(np.resize(x_eval, (runner.batch, *x_eval.shape[1:])))
     windows: dict[str, list[float]] = {r["label"]: [] for r in rows}
@@ -297,5 +330,7 @@ def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
                     "verdict": st.verdict(test, diff),
                     "meets_budget": -100 * diff <= tcfg.max_drop + 1e-9,
                     "latency_ms": float(np.median(ms)) if ms else None,
-                    "latency_windows_ms": ms})
+                    "latency_windows_ms": ms,
+                    **({} if r["estimate"] is None else {"estimated_cost": r["estimate"]}),
+                    **{k: v for k, v in r.items() if k.startswith("raised_to_")}})
     return out

@@ -39,9 +39,35 @@ def test_tune_writes_overrides_yaml_report_and_the_search(tmp_path):
     assert (out / "search.png").stat().st_size > 0 and not (out / "work").exists()
 
 
+def test_tune_on_the_htp_chooses_activation_widths_by_an_estimate(tmp_path):
+    """dsp-qnn-htp: 8- or 16-bit activations per layer; its timings mean nothing here, so the
+    searches minimise the share of MACs at 16 bits, and every output says it is an estimate."""
+    pytest.importorskip("onnxruntime_qnn")
+    out = tmp_path / "t"
+    res = cli("tune", "--target", "dsp-qnn-htp", "--max-drop", "0", "--out", out, *FAST)
+    assert res.returncode == 0, res.stderr
+    data = json.loads((out / "tune.json").read_text())
+    assert set(data["uniform"]) == {"8", "8a16"}
+    assert data["uniform"]["8a16"]["estimated_cost"] == pytest.approx(1.0)
+    assert data["uniform"]["8"]["estimated_cost"] == 0.0
+    assert any("estimate" in n for n in data["notes"])
+    for s in data["searches"]:
+        for st in s["steps"]:
+            assert "latency_ms" not in st and 0.0 <= st["estimated_cost"] <= 1.0
+            assert set(st["config"].values()) <= {"8a16"}
+        if s["chosen"] is not None:  # it met the (zero-drop) budget on the tuning split
+            chosen = next(st for st in s["steps"] if st["config"] == s["chosen"])
+            assert chosen["accuracy"] >= data["reference"]["tune_accuracy"] - 1e-12
+    for f in data["final"]:
+        assert f["latency_ms"] is None and "raised_to_8a16" in f
+    assert "not measured" in (out / "tune.md").read_text()
+    for line in (out / "overrides.txt").read_text().split():
+        assert line == "--override" or line.endswith("=8a16")
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--target", "cpu-ort", "--max-drop", "-1"], "--max-drop -1.0 is below 0"),
-    (["--target", "dsp-qnn-htp", "--max-drop", "1"], "offers no per-layer choice"),
+    (["--target", "gpu-triton", "--max-drop", "1"], "offers no per-layer choice"),
     (["--target", "gpu-magic", "--max-drop", "1"], "unknown target 'gpu-magic'"),
     (["--target", "cpu-ort", "--max-drop", "1", "--override", "nope=float"],
      "names no layer of this model: nope"),

@@ -104,12 +104,15 @@ def test_every_layer_equals_int_reference(name):
         assert OpKind.PAD in {layer.op.kind for layer in hls.project.layers}
 
 
-@pytest.mark.parametrize("scheme_name", ["w4a8", "w8a8-int8-act", "w8a16"])
+@pytest.mark.parametrize("scheme_name", ["w4a8", "w8a8-int8-act", "w8a16", "w8a8-mixed-a16"])
 def test_other_schemes_equal_int_reference(scheme_name):
-    from convdeploy.quant.scheme import INT8_ACT, PRESETS
+    from convdeploy.quant.scheme import INT8_ACT, PRESETS, LayerOverride
 
     scheme = (dataclasses.replace(PRESETS["w8a8"], activations=INT8_ACT)
-              if scheme_name == "w8a8-int8-act" else PRESETS[scheme_name])
+              if scheme_name == "w8a8-int8-act" else PRESETS.get(scheme_name))
+    if scheme_name == "w8a8-mixed-a16":  # 16-bit layers inside an 8-bit model: REQUANTIZEs
+        scheme = PRESETS["w8a8"].with_(overrides=tuple(
+            LayerOverride.parse(f"{layer}=8a16") for layer in ("dil", "dw", "se2")))
     # 16-bit activations have no lookup tables (OpsNet's sigmoid): Padded then
     model, shape = (Padded, (3, 12, 12)) if scheme_name == "w8a16" else (OpsNet, (3, 20, 20))
     qdq, work = _qdq(model(), shape, scheme)

@@ -76,3 +76,41 @@ def test_a_narrower_start_must_be_measurably_faster():
     assert fastest_uniform({"8": 0.936, "4": 0.935}) == "8"  # within noise: stay at 8 bits
     assert fastest_uniform({"8": 1.00, "4": 0.90}) == "4"
     assert fastest_uniform({"8": None, "4": None}) == "8"
+
+
+def test_choices_follow_what_the_target_runs():
+    from convdeploy.errors import ConvdeployError
+    from convdeploy.targets import registry
+    from convdeploy.tuning.run import choices, raise_target
+
+    assert choices(registry.get("cpu-ort")) == ("float", "8", "4")
+    assert choices(registry.get("mobile-litert")) == ("float", "8")
+    htp = choices(registry.get("dsp-qnn-htp"))  # no float layers: activation widths instead
+    assert htp == ("8", "8a16")
+    assert raise_target(htp, "8") == "8a16" and raise_target(("float", "8", "4"), "8") == "float"
+    assert raise_target(("float", "8", "4"), "4") == "8"
+    with pytest.raises(ConvdeployError, match="no per-layer choice"):
+        choices(registry.get("gpu-triton"))  # quantized-only, 8-bit activations only
+
+
+def test_the_htp_estimate_is_the_share_of_macs_at_16_bits():
+    """On a target without meaningful timings the searches rank by the estimate: with the
+    cost of each layer its MACs, the latency-driven search raises the cheapest layers that
+    recover the accuracy, and chooses the configuration with the least 16-bit MACs."""
+    macs = {"a": 60, "b": 30, "c": 10}
+    gain = {"a": 0.002, "b": 0.002, "c": 0.002}
+
+    def cost(cfg):
+        return sum(macs[x] for x, p in cfg if p == "8a16") / 100
+
+    def accuracy(cfg):
+        return 0.90 + sum(gain[x] for x, p in cfg if p == "8a16")
+
+    budget = S.Budget(0.905, 0.001)  # floor 0.904: any two layers at 16 bits
+    res = S.latency_driven(list(macs), base=(), raise_to="8a16", budget=budget,
+                           accuracy=accuracy, latency=cost, gain=gain,
+                           cost={x: macs[x] / 100 for x in macs})
+    assert res.chosen == (("b", "8a16"), ("c", "8a16"))
+    first = S.first_fit(list(macs), base=(), raise_to="8a16", budget=budget,
+                        accuracy=accuracy, latency=cost)
+    assert cost(first.chosen) >= cost(res.chosen)
