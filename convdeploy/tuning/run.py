@@ -289,12 +289,16 @@ def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
     if reference.get("artifact"):
         entries.append(("float", None))
     rows = []
+    scored: dict[Path, np.ndarray] = {}  # searches that chose the same file: scored once
     for label, cfg_ in entries:
         path = Path(reference["artifact"]) if cfg_ is None else runner.measure(cfg_).artifact
         art = Artifact(path.stem, ArtifactFormat.ONNX, label, path=path)
         runnable = target.compile(art, path.parent, options=RuntimeOptions(runner.threads))
-        preds = np.concatenate([np.asarray(runnable({"input": x_eval[i:i + 100]})["output"])
-                                .argmax(1) for i in range(0, len(x_eval), 100)])
+        if path not in scored:
+            scored[path] = np.concatenate([
+                np.asarray(runnable({"input": x_eval[i:i + 100]})["output"]).argmax(1)
+                for i in range(0, len(x_eval), 100)])
+        preds = scored[path]
         rows.append({"label": label, "config": None if cfg_ is None else list(cfg_),
                      "raised": (len(_weighted_layers(runner.base)) if cfg_ is None
                                 else sum(1 for _, p in cfg_ if p == FLOAT)),
