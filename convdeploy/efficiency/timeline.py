@@ -35,6 +35,10 @@ class Timeline:
     # what one inference costs the runtime with (next to) no work, measured on a one-op
     # model with the same settings: shown as its own row, not spread over layers
     per_inference_ms: float = 0.0
+    # True: the profiler slows the kernels it times (ONNX Runtime's), so each kernel's share
+    # of the profiled run is what counts; False: the kernels time themselves and the
+    # profiler's cost falls between them (OpenVINO's counters), so their times are kept
+    kernels_inflated: bool = True
 
     @property
     def kernel_ms(self) -> float:

@@ -66,6 +66,22 @@ def test_shares_of_the_profiled_run_apply_to_the_unprofiled_latency(index):
     assert any("fc" in w for w in p.warnings)  # a weighted layer no kernel was mapped to
 
 
+def test_self_timed_kernels_are_kept_as_recorded(index):
+    """OpenVINO's counters time each node itself; the profiler's cost falls between nodes:
+    kernel times stay as recorded (scaled down only if they would pass the latency)."""
+    from dataclasses import replace
+
+    peaks = {"int8": Peak(100.0, ((math.inf, 10.0),), "given")}
+    kw = dict(peaks=peaks, model="tiny", precision="w8a8", target="t", threads=1, batch=1)
+    p = analyse(replace(_timeline(1.0), kernels_inflated=False), index, index.costs(),
+                latency_ms=0.8, **kw)
+    ms = {r.layer: r.ms for r in p.layers}
+    assert ms["stem.0"] == pytest.approx(0.30) and p.attributed_ms == pytest.approx(0.5)
+    p = analyse(replace(_timeline(1.0), kernels_inflated=False), index, index.costs(),
+                latency_ms=0.25, **kw)  # kernels sum to 0.5: scaled to the 0.25 ms latency
+    assert p.attributed_ms == pytest.approx(0.25) and p.unattributed_ms == pytest.approx(0.0)
+
+
 def test_bounds_efficiency_and_the_over_peak_warning(index):
     costs = {c.layer: c for c in index.costs()}
     peak = Peak(0.1, ((1e3, 100.0), (math.inf, 1.0)), "given")  # 0.1 GMAC/s: tiny on purpose

@@ -74,3 +74,56 @@ def test_litert_one_op_cuts_equal_the_op_inside_the_model():
         got = one.get_tensor(one.get_output_details()[0]["index"])
         np.testing.assert_array_equal(got, whole.get_tensor(op.outputs[0]), err_msg=f"op {i}")
     assert target.name == "mobile-litert"
+
+
+def test_openvino_counters_are_read_as_the_cpu_plugin_keeps_them(monkeypatch, tmp_path):
+    """OpenVINO's counters: per node, the truncated mean of whole-microsecond times over every
+    inference since compilation; under 1 us is NOT_RUN. The cold first inference comes out
+    of the mean, executed nodes get the two truncations' expected loss (1 us), sub-microsecond
+    kernels half a microsecond, inputs/outputs nothing; kernels are not scaled to latency."""
+    pytest.importorskip("openvino")
+    from datetime import timedelta
+    from types import SimpleNamespace as NS
+
+    from convdeploy.targets.cpu_openvino import OpenVinoCpuTarget
+
+    status = NS(EXECUTED="E", NOT_RUN="N")
+
+    def info(name, kind, us):
+        return NS(node_name=name, node_type=kind, exec_type="jit_I8", Status=status,
+                  status="E" if us >= 1 else "N", real_time=timedelta(microseconds=us))
+
+    class Request:
+        infers = 0
+
+        def set_input_tensor(self, tensor):
+            pass
+
+        def infer(self):
+            self.infers += 1
+
+        def get_profiling_info(self):  # cold read after 1 inference, then the 1+2+5 mean
+            if self.infers == 1:
+                return [info("conv", "Convolution", 90), info("add", "Eltwise", 0),
+                        info("input", "Parameter", 0)]
+            return [info("conv", "Convolution", 20), info("add", "Eltwise", 0),
+                    info("input", "Parameter", 0), info("relu", "Relu", 0)]
+
+    def op(name, kind):
+        rt = {"layerType": NS(value=kind), "execType": NS(value="jit"),
+              "originalLayersNames": NS(value=name)}
+        return NS(get_friendly_name=lambda: name, get_rt_info=lambda: rt)
+
+    compiled = NS(get_runtime_model=lambda: NS(get_ops=lambda: [
+        op("conv", "Convolution"), op("add", "Eltwise"), op("input", "Parameter")]),
+        create_infer_request=Request)
+    target = OpenVinoCpuTarget()
+    monkeypatch.setattr(target, "_compile", lambda *a, **k: (compiled, None))
+    monkeypatch.setattr(target, "_per_inference_ms", lambda *a: 0.01)
+    t = target.profile(tiny_artifacts()[True], {"x": np.zeros((1, 3, 16, 16), np.float32)},
+                       tmp_path, runs=5, warmup=2)
+    ms = {k.name: k.ms for k in t.kernels}
+    # conv: (8 * 20 - 90) / 7 = 10 us, + 1; add ran under a microsecond; relu is fused (not a
+    # runtime op); the input runs no kernel
+    assert ms == pytest.approx({"conv": 0.011, "add": 0.0005})
+    assert not t.kernels_inflated and "truncation" in t.method and t.runs == 5
