@@ -3,15 +3,19 @@ each layer's roofline bound and efficiency (Lavin 2024: latency = complexity /
 (efficiency x peak)).
 
 Times: the latency is an unprofiled measurement; a profiler's own cost inflates what it
-records (ONNX Runtime's doubles a ResNet-20 run at batch 1), so each kernel's *share* of the
-profiled run is applied to the unprofiled latency (``ms = kernel_ms / profiled_run_ms *
-latency_ms``). Where the kernels time themselves and the profiler's cost falls between them
-(OpenVINO's performance counters: a ResNet-20 int8 run goes from 206 to 231 us with them on,
-while the 25 nodes' own times do not change) the kernel times are kept as recorded. A layer's time includes the runtime's dispatch of its node where the runtime's
-timeline shows it (the gap since the previous kernel ended). Its efficiency uses the kernel's
-own recorded time, shrunk only where the kernels sum past the latency (never above the
-layer's share). A runtime's per-inference cost, measured on a one-op model, is a row of its own;
-what nothing accounts for is unattributed, never spread over layers.
+records (ONNX Runtime's doubles a ResNet-20 run at batch 1). That cost is per event, so the
+profiled run's excess over the latency is taken off each kernel event (with its dispatch) in
+equal parts, not in proportion: scaling every kernel by one ratio made the long convolutions
+too fast and left the short kernels most of their inflation. Where the kernels time themselves
+and the profiler's cost falls between them (OpenVINO's performance counters: a ResNet-20 int8
+run goes from 206 to 231 us with them on) the kernel times are kept as recorded. A layer's
+time includes the runtime's dispatch of its node where the runtime's timeline shows it (the
+gap since the previous kernel ended). Its efficiency uses the kernel's own recorded time less
+the part of the profiler's cost surely inside the kernel records (their sum's excess over the
+latency, per event; ORT at batch 1: 1.3-2.2x on ResNet-20), never above the layer's time
+(proportional scaling had let ResNet-20's float convolutions reach 1.15 of the measured peak).
+A runtime's per-inference cost, measured on a one-op model, is a row of its own; what nothing
+accounts for is unattributed, never spread over layers.
 
 Bounds: a layer cannot run faster than ``max(MACs / peak, bytes / bandwidth)`` with the peak
 and bandwidth this runtime reached on this machine for the kernel's dtype (``peak.py``); the
@@ -149,18 +153,13 @@ def analyse(timeline: Timeline, index: GraphIndex, costs: list[LayerCost], *,
         layer = layer_of_kernel(k, index) or f"(runtime) {k.kernel} {k.name}"
         by_layer.setdefault(layer, []).append(k)
     cost_of = {c.layer: c for c in costs}
-    share = latency_ms / timeline.run_ms if timeline.run_ms > 0 else 0.0
-    if not timeline.kernels_inflated:
-        share = min(1.0, latency_ms / timeline.kernel_ms) if timeline.kernel_ms > 0 else 0.0
-    # kernel durations as recorded, shrunk only where they sum past the latency (ONNX
-    # Runtime's profiler inflates them at batch 1): a layer's own compute time, for efficiency
-    kscale = min(1.0, latency_ms / timeline.kernel_ms) if timeline.kernel_ms > 0 else 0.0
+    scaling = _Scaling.of(timeline, latency_ms)
     rows, warnings = [], []
     for c in costs:  # the graph's order, then what only the runtime has
         kernels = by_layer.pop(c.layer, [])
-        rows.append(_row(c.layer, c, kernels, (share, kscale), peaks, warnings))
+        rows.append(_row(c.layer, c, kernels, scaling, peaks, warnings))
     for layer, kernels in by_layer.items():
-        rows.append(_row(layer, cost_of.get(layer), kernels, (share, kscale), peaks,
+        rows.append(_row(layer, cost_of.get(layer), kernels, scaling, peaks,
                          warnings))
     if timeline.per_inference_ms > 0:
         per_run = min(timeline.per_inference_ms, latency_ms - sum(r.ms for r in rows))
@@ -177,11 +176,38 @@ def analyse(timeline: Timeline, index: GraphIndex, costs: list[LayerCost], *,
                              unattributed, peaks, timeline.method, tuple(warnings))
 
 
+_FLOOR = 0.1  # a kernel shorter than the profiler's cost per event keeps a tenth of its record
+
+
+@dataclass(frozen=True)
+class _Scaling:
+    """From a profiled run's kernel records to times in the unprofiled latency."""
+
+    per_event: float  # profiler time per kernel event, off each kernel and its dispatch
+    in_kernel: float  # the part of it surely inside the kernel records, off their compute
+    ratio: float  # self-timed kernels: kept (1), or scaled down if they pass the latency
+
+    @classmethod
+    def of(cls, timeline: Timeline, latency_ms: float) -> "_Scaling":
+        events = len(timeline.kernels)
+        if not timeline.kernels_inflated or not events:
+            ratio = min(1.0, latency_ms / timeline.kernel_ms) if timeline.kernel_ms > 0 else 0
+            return cls(0.0, 0.0, ratio)
+        return cls(max(0.0, timeline.run_ms - latency_ms) / events,
+                   max(0.0, timeline.kernel_ms - latency_ms) / events, 1.0)
+
+    def ms(self, k: KernelTime) -> float:
+        t = (k.ms + k.dispatch_ms) * self.ratio
+        return max(t - self.per_event, _FLOOR * t)
+
+    def compute_ms(self, k: KernelTime) -> float:
+        return max(k.ms * self.ratio - self.in_kernel, _FLOOR * k.ms * self.ratio)
+
+
 def _row(layer: str, cost: LayerCost | None, kernels: list[KernelTime],
-         scales: tuple[float, float], peaks: dict[str, Peak], warnings: list[str]) -> LayerTime:
-    share, kscale = scales
-    ms = sum(k.ms + k.dispatch_ms for k in kernels) * share
-    compute_ms = min(sum(k.ms for k in kernels) * kscale, ms)
+         scaling: _Scaling, peaks: dict[str, Peak], warnings: list[str]) -> LayerTime:
+    ms = sum(scaling.ms(k) for k in kernels)
+    compute_ms = min(sum(scaling.compute_ms(k) for k in kernels), ms)
     dtype = max(kernels, key=lambda k: k.ms).dtype if kernels else "float"
     peak = peaks.get(dtype) or peaks.get("float")
     macs = cost.macs if cost else 0

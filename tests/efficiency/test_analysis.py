@@ -54,15 +54,17 @@ def _timeline(run_ms: float) -> Timeline:
         KernelTime("Transpose", "Transpose", 0.05, "int8")), run_ms, "constructed", 10)
 
 
-def test_shares_of_the_profiled_run_apply_to_the_unprofiled_latency(index):
-    # the profiled run took 1.0 ms, 0.5 of it in kernels; unprofiled the model takes 0.8 ms
+def test_the_profilers_cost_comes_off_each_kernel_event(index):
+    # the profiled run took 1.0 ms, unprofiled the model takes 0.8: 0.2 ms of profiler over
+    # 4 kernel events, 0.05 ms off each (not 20% off each)
     p = analyse(_timeline(1.0), index, index.costs(), latency_ms=0.8,
                 peaks={"int8": Peak(100.0, ((math.inf, 10.0),), "given")}, model="tiny",
                 precision="w8a8", target="t", threads=1, batch=1)
     ms = {r.layer: r.ms for r in p.layers}
-    assert ms["stem.0"] == pytest.approx(0.24) and ms["down.0"] == pytest.approx(0.08)
-    assert ms["(runtime) Transpose Transpose"] == pytest.approx(0.04)
-    assert p.attributed_ms == pytest.approx(0.4) and p.unattributed_ms == pytest.approx(0.4)
+    assert ms["stem.0"] == pytest.approx(0.25) and ms["down.0"] == pytest.approx(0.05)
+    assert ms["dw.0"] == pytest.approx(0.005)  # shorter than 0.05: a tenth of its record kept
+    assert ms["(runtime) Transpose Transpose"] == pytest.approx(0.005)
+    assert p.attributed_ms == pytest.approx(0.31) and p.unattributed_ms == pytest.approx(0.49)
     assert any("fc" in w for w in p.warnings)  # a weighted layer no kernel was mapped to
 
 
@@ -80,6 +82,22 @@ def test_self_timed_kernels_are_kept_as_recorded(index):
     p = analyse(replace(_timeline(1.0), kernels_inflated=False), index, index.costs(),
                 latency_ms=0.25, **kw)  # kernels sum to 0.5: scaled to the 0.25 ms latency
     assert p.attributed_ms == pytest.approx(0.25) and p.unattributed_ms == pytest.approx(0.0)
+
+
+def test_efficiency_takes_off_only_what_is_surely_inside_the_kernels(index):
+    """Kernels recorded 0.5 ms against a 0.3 ms latency in a 0.6 ms profiled run: 0.05 ms per
+    event is surely inside the kernel records (0.075 per event in all): the long convolution
+    computes in 0.25 ms (not 0.30 * 0.3 / 0.5), capped by its time 0.225."""
+    costs = {c.layer: c for c in index.costs()}
+    p = analyse(_timeline(0.6), index, index.costs(), latency_ms=0.3,
+                peaks={"int8": Peak(100.0, ((math.inf, 10.0),), "given")}, model="tiny",
+                precision="w8a8", target="t", threads=1, batch=1)
+    row = {r.layer: r for r in p.layers}
+    assert row["stem.0"].ms == pytest.approx(0.225)
+    assert row["stem.0"].compute_ms == pytest.approx(0.225)
+    assert row["down.0"].ms == pytest.approx(0.025)  # 0.10 - 0.075
+    assert row["down.0"].compute_ms == pytest.approx(0.025)  # 0.10 - 0.05, capped
+    assert row["stem.0"].gmacs == pytest.approx(costs["stem.0"].macs / 0.225 / 1e6)
 
 
 def test_bounds_efficiency_and_the_over_peak_warning(index):
