@@ -13,7 +13,7 @@ time includes the runtime's dispatch of its node where the runtime's timeline sh
 gap since the previous kernel ended). Its efficiency uses the kernel's own recorded time less
 the part of the profiler's cost surely inside the kernel records (their sum's excess over the
 latency, per event; ORT at batch 1: 1.3-2.2x on ResNet-20), never above the layer's time
-(proportional scaling had let ResNet-20's float convolutions reach 1.15 of the measured peak).
+(with proportional scaling ResNet-20's float convolutions reached 1.15 of the measured peak).
 A runtime's per-inference cost, measured on a one-op model, is a row of its own; what nothing
 accounts for is unattributed, never spread over layers.
 
