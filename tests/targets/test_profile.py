@@ -1,6 +1,7 @@
 """Per-layer profiles on the runtimes that have them: every weighted layer of the tiny model is
 mapped to a kernel, in the precision the runtime ran; LiteRT's one-op cuts compute exactly what
-the op computes inside the whole model. Structure only: timings are never asserted beyond sanity ranges."""
+the op computes inside the whole model. Structure only: timings are never asserted beyond
+sanity ranges."""
 from __future__ import annotations
 
 import math
