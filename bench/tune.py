@@ -7,9 +7,12 @@ the other 1,000), beside all-int8 and all-float, from one calibration per model.
 Writes ``bench/results/tune.json``.
 
     python bench/tune.py [--models ...] [--budgets 0.2,0.5,1.0] [--target cpu-ort]
+    python bench/tune.py --target dsp-qnn-htp --out bench/results/tune_htp.json
 
-Run it alone on the machine (every latency is a measurement). Skips (exit 0) without the
-weights.
+The budgets of one model share one preparation (``tune_budgets``). On dsp-qnn-htp the choice is
+8- or 16-bit activations per layer and the searches minimise an estimate (the emulator's
+timings mean nothing); ``--eval-limit`` shortens its slow evaluation split. Run it alone on the
+machine for cpu-ort (every latency is a measurement). Skips (exit 0) without the weights.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ def main() -> int:
     parser.add_argument("--budgets", default="0.2,0.5,1.0")
     parser.add_argument("--target", default="cpu-ort")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-limit", type=int, help="test images used (tune split + the rest)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "tune.json")
     args = parser.parse_args()
     models = [m for m in args.models.split(",") if m]
@@ -45,7 +49,7 @@ def main() -> int:
     from convdeploy.quant.scheme import W8A8
     from convdeploy.report import environment, source_revision
     from convdeploy.tuning.outputs import to_dict
-    from convdeploy.tuning.run import TuneConfig, tune
+    from convdeploy.tuning.run import TuneConfig, tune_budgets
 
     result = {"environment": environment(args.threads), "revision": source_revision(ROOT),
               "target": args.target, "runs": []}
@@ -54,24 +58,31 @@ def main() -> int:
         cfg = DeployConfig(model=ModelSource(model, str(WEIGHTS[model])),
                            data=DataConfig(calib=str(SHARED / "data/cifar10/train-subset"),
                                            eval=str(SHARED / "data/cifar10/test"),
-                                           calib_size=512),
+                                           calib_size=512, eval_limit=args.eval_limit),
                            scheme=W8A8, targets=(args.target,), progress=False,
                            measure=MeasureConfig(threads=args.threads, batch_size=1,
                                                  min_time_s=0.5))
-        for budget in [float(b) for b in args.budgets.split(",")]:
-            with tempfile.TemporaryDirectory(prefix="convdeploy-tune-") as tmp:
-                r = tune(cfg, TuneConfig(args.target, budget, tune_size=1000, rounds=5),
-                         Path(tmp))
+        budgets = tuple(float(b) for b in args.budgets.split(","))
+        with tempfile.TemporaryDirectory(prefix="convdeploy-tune-") as tmp:
+            found = tune_budgets(cfg, TuneConfig(args.target, budgets[0], tune_size=1000,
+                                                 rounds=5), Path(tmp), budgets)
+        for budget, r in zip(budgets, found):
             run = to_dict(r, {"max_drop": budget, "min_speedup": None})
             result["runs"].append(run)
             print(f"{model} budget {budget}: " + "; ".join(
-                f"{f['label']} {f['latency_ms']:.3f} ms {100 * f['accuracy']:.2f}% "
+                f"{f['label']} {_cost(f)} {100 * f['accuracy']:.2f}% "
                 f"({f['accuracy_delta_points']:+.2f})" for f in run["final"]) +
                 f"; search {run['seconds']['total']:.0f} s", flush=True)
     result["wall_seconds"] = time.perf_counter() - t0
     write_text_atomic(args.out, json.dumps(result, indent=1, default=str))
     print(f"wrote {args.out}")
     return 0
+
+
+def _cost(row: dict) -> str:
+    if row.get("estimated_cost") is not None:
+        return f"est. {row['estimated_cost']:.3f} of MACs at A16"
+    return "-" if row["latency_ms"] is None else f"{row['latency_ms']:.3f} ms"
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ class CandidateRunner:
     min_time_s: float = 0.5
     cache: dict[Config, Measured] = field(default_factory=dict)
     layer_macs: dict[str, int] = field(default_factory=dict)  # filled on first estimate
+    scored: dict[Path, np.ndarray] = field(default_factory=dict)  # evaluation-split top-1
 
     def model(self, cfg: Config):
         from convdeploy.quant.fakequant import ActivationQuantizer, WeightQuantizer

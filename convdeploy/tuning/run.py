@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +108,15 @@ def _split(eval_set, size: int, seed: int):
 
 def tune(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path) -> TuneResult:
     """Search (see the module doc); candidate files go under ``workdir``."""
+    return tune_budgets(cfg, tcfg, workdir, (tcfg.max_drop,))[0]
+
+
+def tune_budgets(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path,
+                 budgets: tuple[float, ...]) -> list[TuneResult]:
+    """``tune`` at each accuracy budget (points) from one preparation: calibration, the float
+    reference, the uniform models, sensitivities and costs are measured once, and every
+    candidate measured for one budget is reused by the next (the searches see the same
+    measurements, in a fraction of the time). Each result's ``seconds`` says what was shared."""
     import torch
 
     from convdeploy.pipeline import prepare_run
@@ -115,6 +124,8 @@ def tune(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path) -> TuneResult:
     from convdeploy.quant.sensitivity import layer_sensitivity
     from convdeploy.targets import registry
 
+    for b in budgets:  # each refused before any work, as a single run would be
+        replace(tcfg, max_drop=b)
     t_start = time.perf_counter()
     target = registry.get(tcfg.target)
     options = choices(target)
@@ -171,27 +182,6 @@ def tune(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path) -> TuneResult:
     else:
         cost = {}
     seconds["sensitivity_and_profiles"] = time.perf_counter() - t0
-    budget = S.Budget(reference["tune_accuracy"], tcfg.max_drop / 100,
-                      reference["latency_ms"], tcfg.min_speedup)
-    searches = []
-    for name, fn in (
-            ("latency-driven", lambda: S.latency_driven(
-                layers, base=base_cfg, raise_to=raise_to, budget=budget,
-                accuracy=runner.accuracy, latency=runner.cost, gain=gain, cost=cost)),
-            ("revert-most-sensitive", lambda: S.revert_most_sensitive(
-                layers, base=base_cfg, raise_to=raise_to, budget=budget,
-                accuracy=runner.accuracy, gain=gain, latency=runner.cost)),
-            ("first-fit", lambda: S.first_fit(
-                layers, base=base_cfg, raise_to=raise_to, budget=budget,
-                accuracy=runner.accuracy, latency=runner.cost))):
-        t0 = time.perf_counter()
-        searches.append(fn())
-        seconds[name] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    final = _final(runner, prep, target, tcfg, searches, (f"all-{fastest}", base_cfg),
-                   x_all[eval_idx], y_all[eval_idx], reference, raise_to)
-    seconds["final"] = time.perf_counter() - t0
-    seconds["total"] = time.perf_counter() - t_start
     notes = [f"per-layer choices on {target.name}: {', '.join(options)}; the fastest uniform "
              f"configuration was all-{fastest} (measured: " + ", ".join(
                  f"{p}-bit {u['latency_ms']:.3f} ms" for p, u in uniform.items()
@@ -202,11 +192,44 @@ def tune(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path) -> TuneResult:
     elif not cost:
         notes.append(f"{target.name} has no per-layer profile: layers are raised by "
                      "sensitivity alone")
-    return TuneResult(prep.loaded.name, target.name, layers,
-                      {**reference, "tune_images": len(tune_idx), "eval_images": len(eval_idx)},
-                      {p: {**u, "config": list(u["config"])} for p, u in uniform.items()},
-                      searches, final, seconds, notes,
-                      "latency_ms" if runner.measures_latency else "estimated_cost")
+    if len(budgets) > 1:
+        notes.append(f"one preparation for budgets {', '.join(map(str, budgets))} points: "
+                     "'prepare' and 'sensitivity_and_profiles' are shared, and candidates "
+                     "measured for an earlier budget were reused")
+    results = []
+    for max_drop in budgets:
+        spent = dict(seconds)
+        t_budget = time.perf_counter()
+        budget = S.Budget(reference["tune_accuracy"], max_drop / 100,
+                          reference["latency_ms"], tcfg.min_speedup)
+        searches = []
+        for name, fn in (
+                ("latency-driven", lambda: S.latency_driven(
+                    layers, base=base_cfg, raise_to=raise_to, budget=budget,
+                    accuracy=runner.accuracy, latency=runner.cost, gain=gain, cost=cost)),
+                ("revert-most-sensitive", lambda: S.revert_most_sensitive(
+                    layers, base=base_cfg, raise_to=raise_to, budget=budget,
+                    accuracy=runner.accuracy, gain=gain, latency=runner.cost)),
+                ("first-fit", lambda: S.first_fit(
+                    layers, base=base_cfg, raise_to=raise_to, budget=budget,
+                    accuracy=runner.accuracy, latency=runner.cost))):
+            t0 = time.perf_counter()
+            searches.append(fn())
+            spent[name] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        final = _final(runner, prep, target, replace(tcfg, max_drop=max_drop), searches,
+                       (f"all-{fastest}", base_cfg), x_all[eval_idx], y_all[eval_idx],
+                       reference, raise_to)
+        spent["final"] = time.perf_counter() - t0
+        spent["total"] = spent["prepare"] + spent["sensitivity_and_profiles"] + \
+            time.perf_counter() - t_budget
+        results.append(TuneResult(
+            prep.loaded.name, target.name, layers,
+            {**reference, "tune_images": len(tune_idx), "eval_images": len(eval_idx)},
+            {p: {**u, "config": list(u["config"])} for p, u in uniform.items()},
+            searches, final, spent, notes,
+            "latency_ms" if runner.measures_latency else "estimated_cost"))
+    return results
 
 
 # a narrower uniform model must be at least this much faster to start from it: the 2026
@@ -289,7 +312,7 @@ def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
     if reference.get("artifact"):
         entries.append(("float", None))
     rows = []
-    scored: dict[Path, np.ndarray] = {}  # searches that chose the same file: scored once
+    scored = runner.scored  # a file chosen twice (or for another budget) is scored once
     for label, cfg_ in entries:
         path = Path(reference["artifact"]) if cfg_ is None else runner.measure(cfg_).artifact
         art = Artifact(path.stem, ArtifactFormat.ONNX, label, path=path)

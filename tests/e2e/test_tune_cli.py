@@ -22,7 +22,8 @@ def test_tune_writes_overrides_yaml_report_and_the_search(tmp_path):
         "latency-driven", "revert-most-sensitive", "first-fit"]
     assert data["reference"]["tune_images"] == 200 and data["reference"]["eval_images"] == 200
     labels = [f["label"] for f in data["final"]]
-    assert labels[0] == "all-8" and labels[-1] == "float" and "latency-driven" in labels
+    # the start is all-8 unless all-4 measured >= 3% faster (timing: either may happen)
+    assert labels[0] in ("all-8", "all-4") and labels[-1] == "float" and "latency-driven" in labels
     for f in data["final"]:
         assert 0 <= f["accuracy"] <= 1 and f["latency_ms"] > 0 and f["mcnemar_p"] <= 1
     for s in data["searches"]:  # what each chose meets the budget on the tuning split
@@ -81,3 +82,29 @@ def test_bad_tune_input_is_one_clear_message(tmp_path, args, needle):
     assert res.returncode == 2, res.stdout + res.stderr
     assert needle in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "t").exists()
+
+
+def test_several_budgets_share_one_preparation(tmp_path):
+    """tune_budgets: one calibration, reference, uniform models and sensitivity for every
+    budget; each budget's choice meets it on the tuning split."""
+    from convdeploy.config import DataConfig, DeployConfig, MeasureConfig, ModelSource
+    from convdeploy.quant.scheme import W8A8
+    from convdeploy.tuning.run import TuneConfig, tune_budgets
+
+    cfg = DeployConfig(model=ModelSource(), data=DataConfig(calib_size=64, eval_limit=400),
+                       scheme=W8A8, targets=("cpu-ort",), progress=False,
+                       measure=MeasureConfig(threads=1, batch_size=1, min_time_s=0.0,
+                                             repeats=5))
+    results = tune_budgets(cfg, TuneConfig("cpu-ort", 0.0, tune_size=200, rounds=1),
+                           tmp_path, (0.0, 50.0))
+    assert len(results) == 2
+    assert results[0].seconds["prepare"] == results[1].seconds["prepare"]
+    assert any("one preparation for budgets 0.0, 50.0" in n for n in results[1].notes)
+    for r, drop in zip(results, (0.0, 50.0)):
+        floor = r.reference["tune_accuracy"] - drop / 100 - 1e-12
+        for s in r.searches:
+            if s.chosen is not None:
+                assert next(st for st in s.steps if st.config == s.chosen).accuracy >= floor
+    # within 50 points the start is feasible: no search raises a layer
+    assert all(s.chosen is not None and not any(p == "float" for _, p in s.chosen)
+               for s in results[1].searches)
