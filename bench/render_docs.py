@@ -395,6 +395,8 @@ def benchmarks_page() -> str:
               "## CPU int8", "", *cpu_int8_section(),
               "## Per-layer efficiency (`bench/efficiency.py`)", "", *efficiency_section(),
               "## Mixed precision by measured latency (`bench/tune.py`)", "", *tune_section(),
+              "### On the HTP: 8- or 16-bit activations per layer", "",
+              *tune_section("tune_htp.json"),
               "## Video models on every target (`bench/video.py`)", "", *video_section(),
               "## GPU: int8 Triton kernels and PyTorch CUDA (`bench/gpu.py`)", "",
               *gpu_section(),
