@@ -94,18 +94,40 @@ def _native_stderr_to(path: Path):
             os.close(saved)
 
 
-def _current_cpu() -> int | None:
-    """The core the calling thread runs on now (Linux: field 39 of /proc/thread-self/stat)."""
-    try:
-        stat = Path("/proc/thread-self/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[36])
-    except (OSError, ValueError, IndexError):
+_CLAIMED: list = []  # [(core, open lock file)]: this process's core, held until it exits
+
+
+def _claim_core() -> int | None:
+    """This process's host core for the emulator: the first core of its allowed set whose
+    lock (``$TMPDIR/convdeploy-htp-core-N.lock``, ``flock``) no other process holds, so
+    emulator sessions in different processes (an audit's workers, Ray tasks) take different
+    cores. Per process, not per session: the emulator's helper threads are started once per
+    process (a second session reuses them, seen with onnxruntime-qnn 2.7) and keep the core
+    they were started on. The lock goes with the process. With every core taken, one by the
+    process id (shared); None where affinity cannot be set."""
+    import fcntl
+
+    if _CLAIMED:
+        return _CLAIMED[0][0]
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
         return None
+    allowed = sorted(os.sched_getaffinity(0))
+    for cpu in allowed:
+        handle = open(Path(tempfile.gettempdir()) / f"convdeploy-htp-core-{cpu}.lock", "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _CLAIMED.append((cpu, handle))
+        return cpu
+    _CLAIMED.append((allowed[os.getpid() % len(allowed)], None))
+    return _CLAIMED[0][0]
 
 
 @contextlib.contextmanager
-def _on_one_core(enabled: bool):
-    """Run the block, and every thread it starts, on the one core the caller is on.
+def _on_core(cpu: int | None):
+    """Run the block, and every thread it starts, on host core ``cpu`` (None: as it is).
 
     The emulator starts eight helper threads (``thr_hvx_*``) that wait by yielding: measured
     with onnxruntime-qnn 2.7 on ResNet-20 W8A8, one host core gives the same speed (35 ms per
@@ -114,11 +136,10 @@ def _on_one_core(enabled: bool):
     Threads inherit the affinity of the thread that starts them, so pinning the caller while
     the session is created and run keeps the helpers on its core; the caller's own affinity
     is restored after each block. Outputs do not depend on it (a test compares them)."""
-    allowed = os.sched_getaffinity(0) if enabled and hasattr(os, "sched_setaffinity") else None
-    cpu = _current_cpu() if allowed and len(allowed) > 1 else None
-    if cpu is None or cpu not in allowed:
+    if cpu is None:
         yield
         return
+    allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
     try:
         yield
@@ -149,7 +170,9 @@ class QnnHtpRunnable:
     details: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        with _on_one_core(self.threads == 1):
+        # threads=1: the emulator on this process's own host core (see _on_core)
+        self.core = _claim_core() if self.threads == 1 else None
+        with _on_core(self.core):
             self.session = _session(self.path, self.threads)
         self.input = self.session.get_inputs()[0].name
         self.output = self.session.get_outputs()[0].name
@@ -164,7 +187,7 @@ class QnnHtpRunnable:
             if n < self.batch:  # static shape: pad, then drop the padding's outputs
                 chunk = np.concatenate([chunk, np.zeros((self.batch - n, *x.shape[1:]),
                                                         np.float32)])
-            with _on_one_core(self.threads == 1):
+            with _on_core(self.core):
                 outs.append(self.session.run(None, {self.input: chunk})[0][:n])
         return {self.output: np.concatenate(outs)}
 

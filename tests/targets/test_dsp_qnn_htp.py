@@ -28,8 +28,12 @@ class TestQnnHtp(TargetConformance):
         assert runnable.session.get_providers()[0] == "QNNExecutionProvider"
 
     def test_one_thread_keeps_the_emulator_on_one_core(self, target, tmp_path):
-        """threads=1: the emulator's helper threads stay on one host core, the caller's
-        affinity comes back, and the outputs equal an unpinned session's."""
+        """threads=1: the emulator's helper threads stay on the process's claimed core (a
+        second session shares it: the helpers are per process), the caller's affinity comes
+        back, the outputs equal an unpinned session's, and another process claims another
+        core."""
+        import subprocess
+        import sys
         import os
         from pathlib import Path
 
@@ -43,15 +47,27 @@ class TestQnnHtp(TargetConformance):
         x = np.random.default_rng(0).standard_normal((20, *qdq.input_shape)).astype(np.float32)
         before = os.sched_getaffinity(0)
         pinned = target.compile(qdq, tmp_path / "one", options=RuntimeOptions(1))
+        second = target.compile(qdq, tmp_path / "second", options=RuntimeOptions(1))
+        assert pinned.core is not None and second.core == pinned.core
         got = pinned({"x": x})
+        np.testing.assert_array_equal(list(second({"x": x}).values())[0],
+                                      list(got.values())[0])
         assert os.sched_getaffinity(0) == before
         helpers = [t for t in Path("/proc/self/task").iterdir()
                    if (t / "comm").read_text().startswith("thr_hvx")]
         assert helpers, "the emulator started no helper threads (renamed?)"
+        cores = set()
         for t in helpers:
             allowed = (t / "status").read_text().split("Cpus_allowed_list:")[1].split()[0]
             assert "," not in allowed and "-" not in allowed, allowed
+            cores.add(int(allowed))
+        assert cores == {pinned.core}
+        other = subprocess.run([sys.executable, "-c", "from convdeploy.targets.dsp_qnn_htp "
+                                "import _claim_core; print(_claim_core())"],
+                               capture_output=True, text=True, timeout=60)
+        assert int(other.stdout.split()[-1]) != pinned.core, other.stdout + other.stderr
         free = target.compile(qdq, tmp_path / "two", options=RuntimeOptions(2))
+        assert free.core is None
         np.testing.assert_array_equal(list(got.values())[0], list(free({"x": x}).values())[0])
 
     def test_check_names_an_op_it_cannot_run(self, target, tmp_path):
