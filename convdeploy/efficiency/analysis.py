@@ -186,6 +186,10 @@ class _Scaling:
     per_event: float  # profiler time per kernel event, off each kernel and its dispatch
     in_kernel: float  # the part of it surely inside the kernel records, off their compute
     ratio: float  # self-timed kernels: kept (1), or scaled down if they pass the latency
+    # a compute time is never shrunk below its record scaled by latency / kernel sum (the
+    # proportional estimate): a tiny kernel floored by the per-event subtraction alone showed
+    # 4x the peak (LiteRT's isolated linear layer, before isolated times were kept as measured)
+    proportional: float = 1.0
 
     @classmethod
     def of(cls, timeline: Timeline, latency_ms: float) -> "_Scaling":
@@ -194,14 +198,15 @@ class _Scaling:
             ratio = min(1.0, latency_ms / timeline.kernel_ms) if timeline.kernel_ms > 0 else 0
             return cls(0.0, 0.0, ratio)
         return cls(max(0.0, timeline.run_ms - latency_ms) / events,
-                   max(0.0, timeline.kernel_ms - latency_ms) / events, 1.0)
+                   max(0.0, timeline.kernel_ms - latency_ms) / events, 1.0,
+                   min(1.0, latency_ms / timeline.kernel_ms) if timeline.kernel_ms > 0 else 0)
 
     def ms(self, k: KernelTime) -> float:
         t = (k.ms + k.dispatch_ms) * self.ratio
         return max(t - self.per_event, _FLOOR * t)
 
     def compute_ms(self, k: KernelTime) -> float:
-        return max(k.ms * self.ratio - self.in_kernel, _FLOOR * k.ms * self.ratio)
+        return max(k.ms * self.ratio - self.in_kernel, k.ms * self.ratio * self.proportional)
 
 
 def _row(layer: str, cost: LayerCost | None, kernels: list[KernelTime],
