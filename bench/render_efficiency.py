@@ -134,12 +134,16 @@ def tune_summary() -> list[str]:
         ours = f.get("latency-driven")
         if ours is None:
             continue
-        others = [f[k]["latency_ms"] for k in ("revert-most-sensitive", "first-fit") if k in f]
+        base = [f[k] for k in ("revert-most-sensitive", "first-fit") if k in f]
+        others = [b["latency_ms"] for b in base]
         ratio = min(others) / ours["latency_ms"] if others else None
-        verdict = ("tie" if ratio is not None and abs(ratio - 1) <= 0.02
+        same = all(b["config"] == ours["config"] for b in base)
+        verdict = ("same configuration" if same else
+                   "tie" if ratio is not None and abs(ratio - 1) <= 0.02
                    else f"x{ratio:.2f}" if ratio else "")
+        held = "" if ours["meets_budget"] else "; misses the budget on the held-out split"
         parts.append(f"{run['model'].removesuffix('-cifar10')} {run['budget']['max_drop']}: "
                      f"{_ms(ours['latency_ms'])} ms vs " + "/".join(_ms(o) for o in others)
-                     + f" ({verdict})")
+                     + f" ({verdict}{held})")
     return [f"- `convdeploy tune` on {data['target']} (latency-driven vs NNCF-style/INC-style "
             f"choice, ms; tie = within 2%): {'; '.join(parts)}.", ""]
