@@ -321,7 +321,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise ConvdeployError(f"unknown target {args.target!r}",
                               fix=f"choose from {', '.join(_target_names())}")
     tcfg = TuneConfig(args.target, args.max_drop, args.min_speedup, args.tune_size,
-                      args.rounds)
+                      args.rounds, confidence=args.confidence)
     budget = {"max_drop": tcfg.max_drop, "min_speedup": tcfg.min_speedup}
     with staged_directory(args.out, overwrite=args.overwrite) as stage:
         result = tune(cfg, tcfg, stage / "work")
@@ -530,8 +530,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "percentage point)")
     tune_p.add_argument("--min-speedup", type=float, help="also at least this many times "
                                                           "faster than float on the target")
-    tune_p.add_argument("--tune-size", type=int, default=1000,
-                        help="evaluation images the search sees (the rest score its result)")
+    tune_p.add_argument("--tune-size", type=int,
+                        help="evaluation images the search sees (the rest score its result; "
+                             "default: half)")
+    tune_p.add_argument("--confidence", type=float, default=0.95,
+                        help="a candidate meets the budget on the tuning split when this "
+                             "upper confidence bound of its paired drop against float does "
+                             "(0.5: on the estimate)")
     tune_p.add_argument("--rounds", type=int, default=5,
                         help="alternating end-to-end timings of the final configurations")
     tune_p.set_defaults(func=cmd_tune)

@@ -45,6 +45,32 @@ def mcnemar(reference_correct: np.ndarray, candidate_correct: np.ndarray) -> Pai
     return PairedTest(b, c, p_exact, p_mid)
 
 
+def drop_upper_bound(reference_correct: np.ndarray, candidate_correct: np.ndarray, *,
+                     confidence: float = 0.95) -> float:
+    """One-sided upper confidence bound of the accuracy the candidate loses against the
+    reference (a fraction; negative when it is surely better), exact given the discordant
+    pairs: with m = b + c of them, b ~ Binomial(m, p) and the drop is m (2p - 1) / n, so the
+    Clopper-Pearson upper bound of p bounds the drop. No discordant pair: 0.
+
+    A search that accepts a configuration on its point estimate over a small tuning split
+    picks the ones the split flatters (seen: all-4-bit MobileNetV2 lost 0.1 points on 1,000
+    tuning images, 1.87 on the 9,000 held out); accepting on this bound does not."""
+    from scipy.stats import beta
+
+    ref = np.asarray(reference_correct, dtype=bool)
+    cand = np.asarray(candidate_correct, dtype=bool)
+    if ref.shape != cand.shape or ref.size == 0:
+        raise ValueError(f"outcomes of different or no lengths: {ref.shape} vs {cand.shape}")
+    if not 0.5 <= confidence < 1:
+        raise ValueError(f"confidence {confidence} is not in [0.5, 1)")
+    b = int((ref & ~cand).sum())
+    m = b + int((~ref & cand).sum())
+    if m == 0:
+        return 0.0
+    p_high = 1.0 if b == m else float(beta.ppf(confidence, b + 1, m - b))
+    return m * (2 * p_high - 1) / ref.size
+
+
 def paired_bootstrap(reference_correct: np.ndarray, candidate_correct: np.ndarray, *,
                      resamples: int = 2000, seed: int = 0,
                      level: float = 0.95) -> tuple[float, float, float]:

@@ -29,10 +29,14 @@ FLOAT, W8, W4, A16 = "float", "8", "4", "8a16"
 
 @dataclass
 class Measured:
-    accuracy: float
+    correct: np.ndarray  # per tuning-split image: top-1 right
     latency_ms: float | None
     artifact: Path
     seconds: float
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.mean())
 
 
 @dataclass
@@ -92,13 +96,14 @@ class CandidateRunner:
         qm = self.model(cfg)
         directory = self.workdir / f"c{len(self.cache):04d}"
         art = OnnxExporter(quantized=True, example=self.example).export(qm, directory)
-        accuracy, latency = self.run(art)
-        m = Measured(accuracy, latency, art.path, time.perf_counter() - t0)
+        correct, latency = self.run(art)
+        m = Measured(correct, latency, art.path, time.perf_counter() - t0)
         self.cache[cfg] = m
         return m
 
-    def run(self, art) -> tuple[float, float | None]:
-        """Top-1 accuracy on the tuning split and the median latency at the run's batch."""
+    def run(self, art) -> tuple[np.ndarray, float | None]:
+        """Per tuning-split image whether top-1 is right, and the median latency at the run's
+        batch."""
         from convdeploy.latency import time_runs
         from convdeploy.targets.base import RuntimeOptions
 
@@ -108,13 +113,17 @@ class CandidateRunner:
         for i in range(0, len(self.tune_x), 100):
             out = runnable({art.input_name: self.tune_x[i:i + 100]})[art.output_name]
             preds.append(np.asarray(out).argmax(1))
-        accuracy = float((np.concatenate(preds) == self.tune_y).mean())
+        correct = np.concatenate(preds) == self.tune_y
         if getattr(self.target, "latency_not_meaningful", None):
-            return accuracy, None
-        x = np.ascontiguousarray(np.resize(self.tune_x, (self.batch, *self.tune_x.shape[1:])))
-        timing = time_runs(runnable, {art.input_name: x}, warmup=5, repeats=self.repeats,
-                           min_time_s=self.min_time_s)
-        return accuracy, timing["median"]
+            return correct, None
+        timing = time_runs(runnable, {art.input_name: self.batch_input()}, warmup=5,
+                           repeats=self.repeats, min_time_s=self.min_time_s)
+        return correct, timing["median"]
+
+    def batch_input(self, x: np.ndarray | None = None) -> np.ndarray:
+        """One input of the run's batch size (images from ``x``, else the tuning split)."""
+        x = self.tune_x if x is None else x
+        return np.ascontiguousarray(np.resize(x, (self.batch, *x.shape[1:])))
 
     def accuracy(self, cfg: Config) -> float:
         return self.measure(cfg).accuracy
@@ -141,3 +150,19 @@ class CandidateRunner:
     def cost(self, cfg: Config) -> float | None:
         """What the searches minimise: measured latency (ms), else the estimate above."""
         return self.latency(cfg) if self.measures_latency else self.estimated_cost(cfg)
+
+
+def alternating_windows(runnables: dict[str, object], x: np.ndarray, *, rounds: int,
+                        repeats: int, min_time_s: float, input_name: str = "input",
+                        ) -> dict[str, list[float]]:
+    """Median latency of each runnable in ``rounds`` timing windows taken in turn (A, B, C,
+    A, B, C, ...), so a drift in the machine's speed falls on every one alike; compare the
+    medians of the windows, never one window against another taken minutes apart."""
+    from convdeploy.latency import time_runs
+
+    windows: dict[str, list[float]] = {label: [] for label in runnables}
+    for _ in range(rounds):
+        for label, runnable in runnables.items():
+            windows[label].append(time_runs(runnable, {input_name: x}, warmup=3,
+                                            repeats=repeats, min_time_s=min_time_s)["median"])
+    return windows

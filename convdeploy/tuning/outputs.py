@@ -15,7 +15,8 @@ def to_dict(r: TuneResult, budget: dict) -> dict:
             "reference": r.reference, "uniform": r.uniform, "notes": r.notes,
             "searches": [{"strategy": s.strategy, "chosen": None if s.chosen is None
                           else dict(s.chosen), "evaluations": s.evaluations,
-                          "steps": [{"config": dict(st.config), "accuracy": st.accuracy,
+                          "steps": [{"config": dict(st.config), "accuracy": st.measured,
+                                     "accuracy_bound": st.accuracy,
                                      r.cost_key: st.latency_ms, "note": st.note}
                                     for st in s.steps]} for s in r.searches],
             "final": r.final, "seconds": r.seconds}
@@ -49,7 +50,9 @@ def markdown(r: TuneResult, budget: dict) -> str:
              f"Budget: at most {budget['max_drop']} points below the float model"
              + (f", at least x{budget['min_speedup']} its speed" if budget.get("min_speedup")
                 else "") + f". Tuning split {ref['tune_images']} images (float "
-             f"{100 * ref['tune_accuracy']:.2f}%, {ref['source']}); evaluation split "
+             f"{100 * ref['tune_accuracy']:.2f}%, {ref['source']}); a configuration meets the "
+             f"budget there when the {100 * ref.get('confidence', 0.95):.0f}% upper bound of "
+             f"its paired drop against float does; evaluation split "
              f"{ref['eval_images']} images.", "", *[f"- {n}" for n in r.notes], "",
              f"| configuration | {_raised_label(r)} | accuracy (eval) | 95% CI | delta vs float "
              f"(points) | McNemar p | meets budget | {_cost_label(r)} |", "|" + "---|" * 8]
@@ -97,9 +100,14 @@ def search_png(r: TuneResult) -> bytes:
         if pts:
             ax.plot(*zip(*pts), marker=marker, alpha=0.7, label=s.strategy)
     ax.axhline(100 * r.reference["tune_accuracy"], color="#999999", ls=":", label="float")
+    if r.max_drop is not None:
+        ax.axhline(100 * r.reference["tune_accuracy"] - r.max_drop, color="#cc3333",
+                   ls="--", label="budget floor")
     ax.set_xlabel("latency, ms (measured)" if r.cost_key == "latency_ms" else
                   "estimated cost: share of MACs at 16-bit activations (not measured)")
-    ax.set_ylabel("top-1 on the tuning split, %")
+    ax.set_ylabel(f"top-1 on the tuning split, %: float less the "
+                  f"{100 * r.reference.get('confidence', 0.95):.0f}% upper bound of the drop",
+                  fontsize=8)
     ax.legend(fontsize=8)
     ax.set_title(f"{r.model} on {r.target}: every configuration each search measured",
                  fontsize=9)

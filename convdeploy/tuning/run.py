@@ -2,9 +2,12 @@
 accuracy budget (in points, against the float model on the same images), beside the two
 strategies peers use, in one run.
 
-Data: the evaluation set is split once (seeded) into a tuning split, which the searches see,
-and an evaluation split, on which only the final configurations are scored (with intervals and
-McNemar's test against float). Calibration runs once (min-max, no PTQ method) and every
+Data: the evaluation set is split once (seeded; by default in halves) into a tuning split,
+which the searches see, and an evaluation split, on which only the final configurations are
+scored (with intervals and McNemar's test against float). A configuration meets the budget on
+the tuning split when the one-sided upper confidence bound of its paired drop against float
+(``statistics.drop_upper_bound``, 95% by default) is within it: accepting on the point estimate
+picked configurations the split flattered. Calibration runs once (min-max, no PTQ method) and every
 candidate is derived from it (``candidates.py``). Gains: per-layer sensitivity on the tuning
 split (``convdeploy inspect``'s measure: the accuracy lost when only that layer is quantized).
 Costs: per-layer latency from the target's profile of the all-low and the all-raised models
@@ -26,8 +29,10 @@ import numpy as np
 from convdeploy.config import DeployConfig
 from convdeploy.errors import ConvdeployError
 
+from convdeploy.audit import statistics as st
+
 from . import search as S
-from .candidates import A16, FLOAT, W8, CandidateRunner
+from .candidates import A16, FLOAT, W8, CandidateRunner, alternating_windows
 
 
 @dataclass(frozen=True)
@@ -35,9 +40,10 @@ class TuneConfig:
     target: str
     max_drop: float  # accuracy points (0.5 = half a percentage point)
     min_speedup: float | None = None  # over the float model on the target
-    tune_size: int = 1000  # evaluation images the search sees; the rest score the result
+    tune_size: int | None = None  # evaluation images the search sees (None: half of them)
     rounds: int = 5  # alternating end-to-end re-measurements of the final configurations
     seed: int = 0
+    confidence: float = 0.95  # of the bound on each candidate's drop the searches accept on
 
     def __post_init__(self) -> None:
         if not self.max_drop >= 0:
@@ -46,8 +52,11 @@ class TuneConfig:
         if self.min_speedup is not None and not self.min_speedup > 0:
             raise ConvdeployError(f"--min-speedup {self.min_speedup} is not positive",
                                   fix="give a ratio over float latency, e.g. 1.5")
-        if self.tune_size < 1:
+        if self.tune_size is not None and self.tune_size < 1:
             raise ConvdeployError("--tune-size must be at least 1", fix="e.g. --tune-size 1000")
+        if not 0.5 <= self.confidence < 1:
+            raise ConvdeployError(f"--confidence {self.confidence} is not in [0.5, 1)",
+                                  fix="e.g. --confidence 0.95 (0.5: accept on the estimate)")
 
 
 def choices(target) -> tuple[str, ...]:
@@ -89,16 +98,22 @@ class TuneResult:
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     cost_key: str = "latency_ms"  # what the searches' steps carry (estimated_cost on the HTP)
+    max_drop: float | None = None  # the budget, points
 
     def chosen(self) -> S.Config | None:
         return next(s.chosen for s in self.searches if s.strategy == "latency-driven")
 
 
-def _split(eval_set, size: int, seed: int):
+def _split(eval_set, size: int | None, seed: int):
     n = len(eval_set)
     if eval_set.labels is None:
         raise ConvdeployError("tune needs labelled evaluation data",
                               fix="give --eval a folder of class folders or an .npz with 'y'")
+    if size is None:
+        if n < 2:
+            raise ConvdeployError(f"--eval has {n} image(s): too few to split for tuning",
+                                  fix="give --eval at least a few hundred labelled images")
+        size = n // 2
     if size >= n:
         raise ConvdeployError(f"--tune-size {size} leaves no evaluation images (--eval has {n})",
                               fix=f"use --tune-size below {n}, e.g. {n // 2}")
@@ -159,7 +174,13 @@ def tune_budgets(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path,
                              calib=batches, min_time_s=cfg.measure.min_time_s)
     seconds = {"prepare": time.perf_counter() - t_start}
     t0 = time.perf_counter()
-    reference = _float_reference(prep, target, runner, cfg)
+    reference, float_correct = _float_reference(prep, target, runner, cfg)
+
+    def judged(c: S.Config) -> float:
+        """The accuracy the budget judges: float's on the tuning split less the upper
+        bound of the configuration's paired drop."""
+        return reference["tune_accuracy"] - st.drop_upper_bound(
+            float_correct, runner.measure(c).correct, confidence=tcfg.confidence)
     uniform = {}
     for p in [o for o in options if o != FLOAT]:
         cfg_p = S.config({x: p for x in layers}) if p != W8 else ()
@@ -167,6 +188,13 @@ def tune_budgets(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path,
         uniform[p] = {"config": cfg_p, "accuracy": m.accuracy, "latency_ms": m.latency_ms}
         if not runner.measures_latency:
             uniform[p]["estimated_cost"] = runner.estimated_cost(cfg_p)
+    if runner.measures_latency and len(uniform) > 1:  # the start, decided on equal terms
+        windows = alternating_windows(
+            {p: _compiled(target, runner, runner.measure(u["config"]).artifact)
+             for p, u in uniform.items()}, runner.batch_input(), rounds=tcfg.rounds,
+            repeats=runner.repeats, min_time_s=runner.min_time_s)
+        for p, ms in windows.items():
+            uniform[p].update(latency_ms=float(np.median(ms)), latency_windows_ms=ms)
     fastest = fastest_uniform({p: u["latency_ms"] for p, u in uniform.items()})
     base_cfg = uniform[fastest]["config"]
     raise_to = raise_target(options, fastest)
@@ -183,9 +211,11 @@ def tune_budgets(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path,
         cost = {}
     seconds["sensitivity_and_profiles"] = time.perf_counter() - t0
     notes = [f"per-layer choices on {target.name}: {', '.join(options)}; the fastest uniform "
-             f"configuration was all-{fastest} (measured: " + ", ".join(
+             f"configuration was all-{fastest} (measured, median of {tcfg.rounds} alternating "
+             "windows: " + ", ".join(
                  f"{p}-bit {u['latency_ms']:.3f} ms" for p, u in uniform.items()
-                 if u["latency_ms"] is not None) + f"); layers are raised to {raise_to}"]
+                 if u["latency_ms"] is not None) + f"; a narrower start must be "
+             f"{100 * NARROWER_BY:.0f}% faster); layers are raised to {raise_to}"]
     if not runner.measures_latency:
         notes.append(f"{target.name}: {target.latency_not_meaningful}; the searches minimise "
                      "an estimate instead: the share of MACs at 16-bit activations")
@@ -206,16 +236,18 @@ def tune_budgets(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path,
         for name, fn in (
                 ("latency-driven", lambda: S.latency_driven(
                     layers, base=base_cfg, raise_to=raise_to, budget=budget,
-                    accuracy=runner.accuracy, latency=runner.cost, gain=gain, cost=cost)),
+                    accuracy=judged, latency=runner.cost, gain=gain, cost=cost)),
                 ("revert-most-sensitive", lambda: S.revert_most_sensitive(
                     layers, base=base_cfg, raise_to=raise_to, budget=budget,
-                    accuracy=runner.accuracy, gain=gain, latency=runner.cost)),
+                    accuracy=judged, gain=gain, latency=runner.cost)),
                 ("first-fit", lambda: S.first_fit(
                     layers, base=base_cfg, raise_to=raise_to, budget=budget,
-                    accuracy=runner.accuracy, latency=runner.cost))):
+                    accuracy=judged, latency=runner.cost))):
             t0 = time.perf_counter()
             searches.append(fn())
             spent[name] = time.perf_counter() - t0
+            for step in searches[-1].steps:
+                step.measured = runner.accuracy(step.config)
         t0 = time.perf_counter()
         final = _final(runner, prep, target, replace(tcfg, max_drop=max_drop), searches,
                        (f"all-{fastest}", base_cfg), x_all[eval_idx], y_all[eval_idx],
@@ -225,10 +257,11 @@ def tune_budgets(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path,
             time.perf_counter() - t_budget
         results.append(TuneResult(
             prep.loaded.name, target.name, layers,
-            {**reference, "tune_images": len(tune_idx), "eval_images": len(eval_idx)},
+            {**reference, "tune_images": len(tune_idx), "eval_images": len(eval_idx),
+             "confidence": tcfg.confidence},
             {p: {**u, "config": list(u["config"])} for p, u in uniform.items()},
             searches, final, spent, notes,
-            "latency_ms" if runner.measures_latency else "estimated_cost"))
+            "latency_ms" if runner.measures_latency else "estimated_cost", max_drop))
     return results
 
 
@@ -256,8 +289,9 @@ def _weighted_layers(qm) -> list[str]:
     return [layer.path for layer in weighted_layers(qm.graph) if layer.weight_q is not None]
 
 
-def _float_reference(prep, target, runner, cfg) -> dict:
-    """The float model on the target: the budget's reference (tuning split) and latency."""
+def _float_reference(prep, target, runner, cfg) -> tuple[dict, np.ndarray]:
+    """The float model on the target: the budget's reference (tuning split) and latency, and
+    per tuning image whether it is right (the searches' paired bounds)."""
     import torch
 
     from convdeploy.exporters.onnx_export import OnnxExporter
@@ -266,12 +300,12 @@ def _float_reference(prep, target, runner, cfg) -> dict:
         prep.float_qm, runner.workdir / "float")
     if not getattr(target, "runs_float", True) or target.check(art):  # quantized-only target
         logits = prep.float_qm.float(torch.from_numpy(runner.tune_x)).numpy()
-        acc = float((logits.argmax(1) == runner.tune_y).mean())
-        return {"tune_accuracy": acc, "latency_ms": None, "artifact": None,
-                "source": "torch float (the target runs quantized models only)"}
-    acc, latency = runner.run(art)
-    return {"tune_accuracy": acc, "latency_ms": latency, "artifact": str(art.path),
-            "source": f"float model on {target.name}"}
+        correct = logits.argmax(1) == runner.tune_y
+        return {"tune_accuracy": float(correct.mean()), "latency_ms": None, "artifact": None,
+                "source": "torch float (the target runs quantized models only)"}, correct
+    correct, latency = runner.run(art)
+    return {"tune_accuracy": float(correct.mean()), "latency_ms": latency,
+            "artifact": str(art.path), "source": f"float model on {target.name}"}, correct
 
 
 def _layer_costs(runner, target, low: S.Config, high: S.Config, batch: int) -> dict[str, float]:
@@ -295,17 +329,21 @@ def _layer_costs(runner, target, low: S.Config, high: S.Config, batch: int) -> d
     return {layer: times[1].get(layer, 0.0) - ms for layer, ms in times[0].items()}
 
 
+def _compiled(target, runner, path: Path, label: str = "tune"):
+    from convdeploy.exporters.artifact import Artifact, ArtifactFormat
+    from convdeploy.targets.base import RuntimeOptions
+
+    art = Artifact(path.stem, ArtifactFormat.ONNX, label, path=path)
+    return target.compile(art, path.parent, options=RuntimeOptions(runner.threads))
+
+
 def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
            reference, raise_to: str) -> list[dict]:
     """Each search's choice, the uniform base and all-float (where the target runs it),
     re-measured end to end in alternating rounds and scored on the evaluation split."""
     import torch
 
-    from convdeploy.audit import statistics as st
     from convdeploy.check import wilson_interval
-    from convdeploy.exporters.artifact import Artifact, ArtifactFormat
-    from convdeploy.latency import time_runs
-    from convdeploy.targets.base import RuntimeOptions
 
     entries = [base]
     entries += [(s.strategy, s.chosen) for s in searches if s.chosen is not None]
@@ -315,8 +353,7 @@ def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
     scored = runner.scored  # a file chosen twice (or for another budget) is scored once
     for label, cfg_ in entries:
         path = Path(reference["artifact"]) if cfg_ is None else runner.measure(cfg_).artifact
-        art = Artifact(path.stem, ArtifactFormat.ONNX, label, path=path)
-        runnable = target.compile(art, path.parent, options=RuntimeOptions(runner.threads))
+        runnable = _compiled(target, runner, path, label)
         if path not in scored:
             scored[path] = np.concatenate([
                 np.asarray(runnable({"input": x_eval[i:i + 100]})["output"]).argmax(1)
@@ -330,14 +367,11 @@ def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
                      "estimate": None if cfg_ is None or runner.measures_latency
                      else runner.estimated_cost(cfg_),
                      "runnable": runnable, "correct": preds == y_eval})
-    x = np.ascontiguousarray(np.resize(x_eval, (runner.batch, *x_eval.shape[1:])))
     windows: dict[str, list[float]] = {r["label"]: [] for r in rows}
-    if not getattr(target, "latency_not_meaningful", None):
-        for _ in range(tcfg.rounds):
-            for r in rows:
-                windows[r["label"]].append(time_runs(
-                    r["runnable"], {"input": x}, warmup=3, repeats=runner.repeats,
-                    min_time_s=runner.min_time_s)["median"])
+    if runner.measures_latency:
+        windows = alternating_windows({r["label"]: r["runnable"] for r in rows},
+                                      runner.batch_input(x_eval), rounds=tcfg.rounds,
+                                      repeats=runner.repeats, min_time_s=runner.min_time_s)
     float_row = next((r for r in rows if r["label"] == "float"), None)
     if float_row is None:  # the float model scored in torch
         logits = prep.float_qm.float(torch.from_numpy(x_eval)).numpy()

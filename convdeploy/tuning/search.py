@@ -30,9 +30,10 @@ def config(changes: dict[str, str]) -> Config:
 @dataclass
 class Step:
     config: Config
-    accuracy: float
+    accuracy: float  # what the budget judged (the run passes a lower confidence bound)
     latency_ms: float | None
     note: str
+    measured: float | None = None  # the accuracy measured, where ``accuracy`` is a bound
 
 
 @dataclass

@@ -66,3 +66,31 @@ def test_per_class_deltas_name_the_class_that_loses():
     ref = np.array([0, 0, 1, 1, 2, 2])
     cand = np.array([0, 0, 1, 0, 2, 2])
     assert st.per_class_deltas(labels, ref, cand) == {0: 0.0, 1: -0.5, 2: 0.0}
+
+
+
+@pytest.mark.parametrize("b,c", [(41, 39), (3, 0), (0, 5), (12, 12)])
+def test_drop_upper_bound_is_the_clopper_pearson_bound_of_the_discordant_pairs(b, c):
+    ref, cand = _pairs(900, b, c, 0)
+    n, m = len(ref), b + c
+    # one-sided 95% upper bound = the high end of the two-sided 90% exact interval
+    high = 1.0 if b == m else binomtest(b, m).proportion_ci(0.90, method="exact").high
+    assert st.drop_upper_bound(ref, cand, confidence=0.95) == pytest.approx(m * (2 * high - 1) / n)
+    assert st.drop_upper_bound(ref, cand, confidence=0.95) >= (b - c) / n  # not below it
+
+
+def test_drop_upper_bound_is_zero_without_discordant_pairs_and_covers_the_true_drop():
+    ref, cand = _pairs(500, 0, 0, 0)
+    assert st.drop_upper_bound(ref, cand) == 0.0
+    # coverage: a candidate that truly loses 1 point (2% of samples flip against it, 1% for
+    # it) is bounded above 1 point in at least 95% of 2,000 simulated 1,000-sample splits
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(2000):
+        u = rng.random(1000)
+        ref = u >= 0.01  # reference wrong on the 1% the candidate gets right
+        cand = (u < 0.01) | (u >= 0.03)
+        covered += st.drop_upper_bound(ref, cand, confidence=0.95) >= 0.01
+    assert covered / 2000 >= 0.95
+    with pytest.raises(ValueError, match="confidence"):
+        st.drop_upper_bound(ref, cand, confidence=1.0)
