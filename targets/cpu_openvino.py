@@ -157,8 +157,6 @@ class OpenVinoCpuTarget(TargetBase):
                  ) -> tuple[list[KernelTime], float]:
         """The counters' kernels (corrected as ``profile`` says) and the profiled run's mean
         time (ms)."""
-        import time
-
         compiled, _ = self._compile(artifact, options, perf_count=True)
         covers, kinds = {}, {}
         for op in compiled.get_runtime_model().get_ops():
@@ -173,12 +171,7 @@ class OpenVinoCpuTarget(TargetBase):
         (x,) = inputs.values()
         run(request, x)
         cold = {i.node_name: _us(i) for i in request.get_profiling_info()}
-        for _ in range(warmup):
-            run(request, x)
-        t0 = time.perf_counter()
-        for _ in range(runs):
-            run(request, x)
-        wall = time.perf_counter() - t0
+        wall_ms = _mean_ms(request, x, runs, warmup)
         n = 1 + warmup + runs
         kernels = []
         for info in request.get_profiling_info():
@@ -192,7 +185,7 @@ class OpenVinoCpuTarget(TargetBase):
                 continue
             kernels.append(KernelTime(info.node_name, kind, max(us, 0.0) * 1e-3, _ov_dtype(kind),
                                       originals=covers.get(info.node_name) or (info.node_name,)))
-        return kernels, wall / runs * 1e3
+        return kernels, wall_ms
 
     def _per_node_ms(self, options: RuntimeOptions, short: int = 1, long: int = 33,
                      runs: int = 2000) -> float:
@@ -200,9 +193,7 @@ class OpenVinoCpuTarget(TargetBase):
         chains of ``short`` and ``long`` 1x1 convolutions (8 channels, 8x8; none fused), the
         growth of the unprofiled time less the growth of the corrected counters, per node."""
         import tempfile
-        import time
 
-        import onnx
         from onnx import TensorProto, helper, numpy_helper
 
         x = np.ones((1, 8, 8, 8), np.float32)
@@ -216,22 +207,12 @@ class OpenVinoCpuTarget(TargetBase):
                     np.eye(8, dtype=np.float32)[:, :, None, None] * 0.5, f"w{i}")
                     for i in range(k)]
                 graph = helper.make_graph(
-                    nodes, "chain", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                                                   list(x.shape))],
+                    nodes, f"chain{k}", [helper.make_tensor_value_info(
+                        "input", TensorProto.FLOAT, list(x.shape))],
                     [helper.make_tensor_value_info("output", TensorProto.FLOAT, list(x.shape))],
                     weights)
-                path = Path(tmp) / f"chain{k}.onnx"
-                onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
-                          str(path))
-                art = Artifact(f"chain{k}", ArtifactFormat.ONNX, "float", path=path)
-                compiled, _ = self._compile(art, options)
-                request = compiled.create_infer_request()
-                for _ in range(50):
-                    run(request, x)
-                t0 = time.perf_counter()
-                for _ in range(runs):
-                    run(request, x)
-                plain = (time.perf_counter() - t0) / runs * 1e3
+                compiled, art = self._compile_graph(graph, 17, options, Path(tmp))
+                plain = _mean_ms(compiled.create_infer_request(), x, runs, warmup=50)
                 kernels, _ = self._counted(art, {"input": x}, options, runs=200, warmup=20)
                 grew.append((plain, sum(k.ms for k in kernels), len(kernels)))
         (p0, c0, n0), (p1, c1, n1) = grew
@@ -242,9 +223,7 @@ class OpenVinoCpuTarget(TargetBase):
         settings: what OpenVINO spends per inference outside any layer of a model (~60 us
         here, a fifth of ResNet-20's int8 batch-1 latency), which its counters do not show."""
         import tempfile
-        import time
 
-        import onnx
         from onnx import TensorProto, helper, numpy_helper
 
         graph = helper.make_graph(
@@ -253,24 +232,39 @@ class OpenVinoCpuTarget(TargetBase):
             [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1])],
             [numpy_helper.from_array(np.ones((1, 1), np.float32), "c")])
         with tempfile.TemporaryDirectory(prefix="convdeploy-ov-") as tmp:
-            path = Path(tmp) / "one_op.onnx"
-            onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]),
-                      str(path))
-            compiled, _ = self._compile(Artifact("one_op", ArtifactFormat.ONNX, "float",
-                                                 path=path), options)
-        request = compiled.create_infer_request()
-        x = np.ones((1, 1), np.float32)
-        for _ in range(20):
-            run(request, x)
-        t0 = time.perf_counter()
-        for _ in range(runs):
-            run(request, x)
-        return (time.perf_counter() - t0) / runs * 1e3
+            compiled, _ = self._compile_graph(graph, 21, options, Path(tmp))
+        return _mean_ms(compiled.create_infer_request(), np.ones((1, 1), np.float32), runs,
+                        warmup=20)
+
+    def _compile_graph(self, graph, opset: int, options: RuntimeOptions, folder: Path):
+        """A small ONNX graph of the machine's own (the scheduling and per-inference probes),
+        saved under ``folder`` and compiled with the model's settings."""
+        import onnx
+        from onnx import helper
+
+        path = folder / f"{graph.name}.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]),
+                  str(path))
+        art = Artifact(graph.name, ArtifactFormat.ONNX, "float", path=path)
+        compiled, _ = self._compile(art, options)
+        return compiled, art
 
 
 
 # runtime-model ops that run no kernel of their own (inputs, outputs, constants)
 _NO_KERNEL = {"Parameter", "Result", "Constant", "Input", "Output"}
+
+
+def _mean_ms(request, x: np.ndarray, runs: int, warmup: int) -> float:
+    """Mean wall time (ms) of ``runs`` inferences after ``warmup`` untimed ones."""
+    import time
+
+    for _ in range(warmup):
+        run(request, x)
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        run(request, x)
+    return (time.perf_counter() - t0) / runs * 1e3
 
 
 def _us(info) -> float:
