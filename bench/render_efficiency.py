@@ -132,9 +132,12 @@ def tune_summary() -> list[str]:
     for run in data["runs"]:
         f = {x["label"]: x for x in run["final"]}
         ours = f.get("latency-driven")
-        if ours is None:
-            continue
         base = [f[k] for k in ("revert-most-sensitive", "first-fit") if k in f]
+        if ours is None:
+            parts.append(f"{run['model'].removesuffix('-cifar10')} {run['budget']['max_drop']}: "
+                         "no configuration within the budget (its bound) on the tuning split; "
+                         "baselines " + "/".join(_ms(b["latency_ms"]) for b in base) + " ms")
+            continue
         others = [b["latency_ms"] for b in base]
         ratio = min(others) / ours["latency_ms"] if others else None
         same = all(b["config"] == ours["config"] for b in base)
