@@ -120,6 +120,14 @@ class CandidateRunner:
                            repeats=self.repeats, min_time_s=self.min_time_s)
         return correct, timing["median"]
 
+    def compiled(self, path: Path, label: str = "tune"):
+        """A candidate's (or the float model's) QDQ file compiled on the target."""
+        from convdeploy.exporters.artifact import Artifact, ArtifactFormat
+        from convdeploy.targets.base import RuntimeOptions
+
+        art = Artifact(path.stem, ArtifactFormat.ONNX, label, path=path)
+        return self.target.compile(art, path.parent, options=RuntimeOptions(self.threads))
+
     def batch_input(self, x: np.ndarray | None = None) -> np.ndarray:
         """One input of the run's batch size (images from ``x``, else the tuning split)."""
         x = self.tune_x if x is None else x

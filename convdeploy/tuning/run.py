@@ -6,10 +6,11 @@ Data: the evaluation set is split once (seeded; by default in halves) into a tun
 which the searches see, and an evaluation split, on which only the final configurations are
 scored (with intervals and McNemar's test against float). A configuration meets the budget on
 the tuning split when the one-sided upper confidence bound of its paired drop against float
-(``statistics.drop_upper_bound``, 95% by default) is within it: accepting on the point estimate
-picked configurations the split flattered. Calibration runs once (min-max, no PTQ method) and every
-candidate is derived from it (``candidates.py``). Gains: per-layer sensitivity on the tuning
-split (``convdeploy inspect``'s measure: the accuracy lost when only that layer is quantized).
+(``statistics.drop_upper_bound``, 95% by default) is within it: accepting on the point
+estimate picked configurations the split flattered. Calibration runs once (min-max, no PTQ
+method) and every candidate is derived from it (``candidates.py``). Gains: per-layer
+sensitivity on the tuning split (``convdeploy inspect``'s measure: the accuracy lost when only
+that layer is quantized).
 Costs: per-layer latency from the target's profile of the all-low and the all-raised models
 (``convdeploy.efficiency``), where the target has one.
 
@@ -26,10 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from convdeploy.audit import statistics as st
 from convdeploy.config import DeployConfig
 from convdeploy.errors import ConvdeployError
-
-from convdeploy.audit import statistics as st
 
 from . import search as S
 from .candidates import A16, FLOAT, W8, CandidateRunner, alternating_windows
@@ -190,7 +190,7 @@ def tune_budgets(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path,
             uniform[p]["estimated_cost"] = runner.estimated_cost(cfg_p)
     if runner.measures_latency and len(uniform) > 1:  # the start, decided on equal terms
         windows = alternating_windows(
-            {p: _compiled(target, runner, runner.measure(u["config"]).artifact)
+            {p: runner.compiled(runner.measure(u["config"]).artifact)
              for p, u in uniform.items()}, runner.batch_input(), rounds=tcfg.rounds,
             repeats=runner.repeats, min_time_s=runner.min_time_s)
         for p, ms in windows.items():
@@ -329,14 +329,6 @@ def _layer_costs(runner, target, low: S.Config, high: S.Config, batch: int) -> d
     return {layer: times[1].get(layer, 0.0) - ms for layer, ms in times[0].items()}
 
 
-def _compiled(target, runner, path: Path, label: str = "tune"):
-    from convdeploy.exporters.artifact import Artifact, ArtifactFormat
-    from convdeploy.targets.base import RuntimeOptions
-
-    art = Artifact(path.stem, ArtifactFormat.ONNX, label, path=path)
-    return target.compile(art, path.parent, options=RuntimeOptions(runner.threads))
-
-
 def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
            reference, raise_to: str) -> list[dict]:
     """Each search's choice, the uniform base and all-float (where the target runs it),
@@ -353,7 +345,7 @@ def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
     scored = runner.scored  # a file chosen twice (or for another budget) is scored once
     for label, cfg_ in entries:
         path = Path(reference["artifact"]) if cfg_ is None else runner.measure(cfg_).artifact
-        runnable = _compiled(target, runner, path, label)
+        runnable = runner.compiled(path, label)
         if path not in scored:
             scored[path] = np.concatenate([
                 np.asarray(runnable({"input": x_eval[i:i + 100]})["output"]).argmax(1)
