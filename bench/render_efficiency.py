@@ -113,15 +113,23 @@ def tune_section(name: str = "tune.json") -> list[str]:
                          _pct(f["accuracy"]), f"{f['accuracy_delta_points']:+.2f}",
                          "yes" if f["meets_budget"] else "no",
                          _num(f.get("estimated_cost"), 3) if estimated
-                         else _ms(f["latency_ms"]),
+                         else _ms(f["latency_ms"]), _versus(f),
                          _num(run["seconds"].get(f["label"]), 0)])
     held_out = data["runs"][0]["reference"]["eval_images"] if data["runs"] else 0
     lines += _table(["model", "budget (points)", "configuration",
                      "16-bit layers" if estimated else "float layers",
                      f"accuracy ({held_out:,} held-out)", "delta vs float", "meets budget",
                      "est. share of MACs at A16" if estimated else "latency ms",
-                     "search s"], rows)
-    return lines + [""]
+                     "latency-driven vs this", "search s"], rows)
+    return lines + ["Latency: medians of alternating windows, a fresh session each; "
+                    "\"latency-driven vs this\" is this row's median over the latency-driven "
+                    "choice's (> 1: ours faster), and faster/slower only where a Mann-Whitney "
+                    "test on the windows says so at 0.05 (else a tie).", ""]
+
+
+def _versus(row: dict) -> str:
+    vs = row.get("latency_driven_vs_this")
+    return "" if vs is None else f"x{vs['ratio']:.2f}, {vs['verdict'].split(' (')[0]}"
 
 
 def tune_summary() -> list[str]:
@@ -139,14 +147,19 @@ def tune_summary() -> list[str]:
                          "baselines " + "/".join(_ms(b["latency_ms"]) for b in base) + " ms")
             continue
         others = [b["latency_ms"] for b in base]
-        ratio = min(others) / ours["latency_ms"] if others else None
-        same = all(b["config"] == ours["config"] for b in base)
-        verdict = ("same configuration" if same else
-                   "tie" if ratio is not None and abs(ratio - 1) <= 0.02
-                   else f"x{ratio:.2f}" if ratio else "")
+        if all("latency_driven_vs_this" in b for b in base):  # decided on the windows
+            verdict = ", ".join(_versus(b) for b in base)
+        else:  # results written before the windows were compared
+            ratio = min(others) / ours["latency_ms"] if others else None
+            same = all(b["config"] == ours["config"] for b in base)
+            verdict = ("same configuration" if same else
+                       "tie" if ratio is not None and abs(ratio - 1) <= 0.02
+                       else f"x{ratio:.2f}" if ratio else "")
         held = "" if ours["meets_budget"] else "; misses the budget on the held-out split"
         parts.append(f"{run['model'].removesuffix('-cifar10')} {run['budget']['max_drop']}: "
                      f"{_ms(ours['latency_ms'])} ms vs " + "/".join(_ms(o) for o in others)
                      + f" ({verdict}{held})")
+    windows = any("latency_driven_vs_this" in x for run in data["runs"] for x in run["final"])
+    rule = "faster/slower: Mann-Whitney on the windows at 0.05" if windows else "tie = within 2%"
     return [f"- `convdeploy tune` on {data['target']} (latency-driven vs NNCF-style/INC-style "
-            f"choice, ms; tie = within 2%): {'; '.join(parts)}.", ""]
+            f"choice, ms; {rule}): {'; '.join(parts)}.", ""]

@@ -105,3 +105,23 @@ def measure(runnable, sample: np.ndarray, input_name: str, *, batch_size: int, w
             "runs_batch": bn["runs"],
             **{k: max(b1[k], bn[k]) for k in ("other_cpu_cores", "steal_cpu_cores")
                if k in b1 and k in bn}}
+
+
+def compare_windows(mine: list[float], other: list[float], *, same_config: bool = False,
+                    alpha: float = 0.05) -> dict:
+    """Is ``mine`` faster than ``other``? Both are per-window medians (ms) taken side by side
+    (``tuning.candidates.alternating_windows``, a fresh session per window). The ratio is
+    other's median over mine (> 1: mine is faster); the verdict is decided by a two-sided
+    Mann-Whitney U test on the windows (no normality assumed; with 5 windows each, p < 0.05
+    needs nearly separated windows). The same configuration is a tie whatever was measured."""
+    from scipy.stats import mannwhitneyu
+
+    ratio = float(np.median(other) / np.median(mine))
+    if same_config:
+        return {"ratio": ratio, "p": None, "verdict": "tie (same configuration)"}
+    p = float(mannwhitneyu(mine, other, alternative="two-sided").pvalue)
+    if p >= alpha:
+        verdict = f"tie (windows indistinguishable, p={p:.2g})"
+    else:
+        verdict = f"{'faster' if ratio > 1 else 'slower'} (p={p:.2g})"
+    return {"ratio": ratio, "p": p, "verdict": verdict}

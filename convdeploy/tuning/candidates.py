@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Hashable
 
 import numpy as np
 
@@ -128,6 +129,16 @@ class CandidateRunner:
         art = Artifact(path.stem, ArtifactFormat.ONNX, label, path=path)
         return self.target.compile(art, path.parent, options=RuntimeOptions(self.threads))
 
+    def session(self, path: Path, label: str = "tune") -> Callable[[], object]:
+        """Makes a fresh compiled session of ``path`` on each call (``alternating_windows``)."""
+        return lambda: self.compiled(path, label)
+
+    def remeasure(self, cfgs: list[Config], rounds: int) -> dict[Config, list[float]]:
+        """Latency windows of each configuration, side by side (``search.Confirm``)."""
+        return alternating_windows({c: self.session(self.measure(c).artifact) for c in cfgs},
+                                   self.batch_input(), rounds=rounds, repeats=self.repeats,
+                                   min_time_s=self.min_time_s)
+
     def batch_input(self, x: np.ndarray | None = None) -> np.ndarray:
         """One input of the run's batch size (images from ``x``, else the tuning split)."""
         x = self.tune_x if x is None else x
@@ -160,17 +171,26 @@ class CandidateRunner:
         return self.latency(cfg) if self.measures_latency else self.estimated_cost(cfg)
 
 
-def alternating_windows(runnables: dict[str, object], x: np.ndarray, *, rounds: int,
-                        repeats: int, min_time_s: float, input_name: str = "input",
-                        ) -> dict[str, list[float]]:
-    """Median latency of each runnable in ``rounds`` timing windows taken in turn (A, B, C,
-    A, B, C, ...), so a drift in the machine's speed falls on every one alike; compare the
-    medians of the windows, never one window against another taken minutes apart."""
+def alternating_windows(sessions: dict[Hashable, Callable[[], object]], x: np.ndarray, *,
+                        rounds: int, repeats: int, min_time_s: float,
+                        input_name: str = "input") -> dict[Hashable, list[float]]:
+    """Median latency of each configuration in ``rounds`` timing windows taken in turn (A, B,
+    C, A, B, C, ...), so a drift in the machine's speed falls on every one alike; compare the
+    medians of the windows, never one window against another taken minutes apart.
+
+    ``sessions`` makes a fresh runnable for each window (and the previous one is dropped
+    first): one session's speed stays put from window to window, but two sessions of the same
+    file can differ by 10%. Seen in the 2026 MobileNetV2 benchmark on cpu-ort: the same all-4
+    file measured 0.382, 0.390 and 0.423 ms in three sessions, while the last one's five
+    windows spanned only 0.418-0.439 ms. Windows of one session would compare sessions, not
+    configurations."""
     from convdeploy.latency import time_runs
 
-    windows: dict[str, list[float]] = {label: [] for label in runnables}
+    windows: dict[Hashable, list[float]] = {label: [] for label in sessions}
     for _ in range(rounds):
-        for label, runnable in runnables.items():
+        for label, make in sessions.items():
+            runnable = make()
             windows[label].append(time_runs(runnable, {input_name: x}, warmup=3,
                                             repeats=repeats, min_time_s=min_time_s)["median"])
+            del runnable
     return windows

@@ -18,7 +18,10 @@ def to_dict(r: TuneResult, budget: dict) -> dict:
                           "steps": [{"config": dict(st.config), "accuracy": st.measured,
                                      "accuracy_bound": st.accuracy,
                                      r.cost_key: st.latency_ms, "note": st.note}
-                                    for st in s.steps]} for s in r.searches],
+                                    for st in s.steps],
+                          "remeasured": [{"config": dict(c), "latency_windows_ms": ms}
+                                         for c, ms in s.confirmed.items()]}
+                         for s in r.searches],
             "final": r.final, "seconds": r.seconds}
 
 
@@ -67,6 +70,13 @@ def markdown(r: TuneResult, budget: dict) -> str:
                      f"{100 * f['accuracy_ci95'][0]:.2f}-{100 * f['accuracy_ci95'][1]:.2f} | "
                      f"{f['accuracy_delta_points']:+.2f} | {f['mcnemar_p']:.3g} | "
                      f"{'yes' if f['meets_budget'] else 'no'} | {lat} |")
+    versus = [f for f in r.final if "latency_driven_vs_this" in f]
+    lines += [""] if versus else []
+    for f in versus:
+        vs = f["latency_driven_vs_this"]
+        lines.append(f"- latency-driven vs {f['label']}: x{vs['ratio']:.3f} "
+                     f"({vs['verdict']}; medians of {len(f['latency_windows_ms'])} "
+                     "alternating windows, a fresh session each)")
     lines += ["", "Searches (on the tuning split):", ""]
     for s in r.searches:
         lines.append(f"- {s.strategy}: {s.evaluations} configurations evaluated in "
@@ -74,7 +84,9 @@ def markdown(r: TuneResult, budget: dict) -> str:
                      + ("nothing within the budget" if s.chosen is None else
                         "no change (every layer 8-bit)" if not s.chosen else
                         f"{len(s.chosen)} layer(s) changed: " + ", ".join(
-                            f"{k}={v}" for k, v in s.chosen)))
+                            f"{k}={v}" for k, v in s.chosen))
+                     + (f" (the fastest of the {len(s.confirmed)} fastest feasible, "
+                        "measured again side by side)" if s.confirmed else ""))
     lines += ["", f"Search time in all: {r.seconds.get('total', 0):.0f} s."]
     return "\n".join(lines) + "\n"
 

@@ -30,6 +30,7 @@ import numpy as np
 from convdeploy.audit import statistics as st
 from convdeploy.config import DeployConfig
 from convdeploy.errors import ConvdeployError
+from convdeploy.latency import compare_windows
 
 from . import search as S
 from .candidates import A16, FLOAT, W8, CandidateRunner, alternating_windows
@@ -189,12 +190,10 @@ def tune_budgets(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path,
         if not runner.measures_latency:
             uniform[p]["estimated_cost"] = runner.estimated_cost(cfg_p)
     if runner.measures_latency and len(uniform) > 1:  # the start, decided on equal terms
-        windows = alternating_windows(
-            {p: runner.compiled(runner.measure(u["config"]).artifact)
-             for p, u in uniform.items()}, runner.batch_input(), rounds=tcfg.rounds,
-            repeats=runner.repeats, min_time_s=runner.min_time_s)
-        for p, ms in windows.items():
-            uniform[p].update(latency_ms=float(np.median(ms)), latency_windows_ms=ms)
+        windows = runner.remeasure([u["config"] for u in uniform.values()], tcfg.rounds)
+        for p, u in uniform.items():
+            ms = windows[u["config"]]
+            u.update(latency_ms=float(np.median(ms)), latency_windows_ms=ms)
     fastest = fastest_uniform({p: u["latency_ms"] for p, u in uniform.items()})
     base_cfg = uniform[fastest]["config"]
     raise_to = raise_target(options, fastest)
@@ -226,6 +225,9 @@ def tune_budgets(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path,
         notes.append(f"one preparation for budgets {', '.join(map(str, budgets))} points: "
                      "'prepare' and 'sensitivity_and_profiles' are shared, and candidates "
                      "measured for an earlier budget were reused")
+    def confirm(cfgs: list[S.Config]) -> dict[S.Config, list[float]]:
+        return runner.remeasure(cfgs, tcfg.rounds)
+
     results = []
     for max_drop in budgets:
         spent = dict(seconds)
@@ -236,7 +238,8 @@ def tune_budgets(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path,
         for name, fn in (
                 ("latency-driven", lambda: S.latency_driven(
                     layers, base=base_cfg, raise_to=raise_to, budget=budget,
-                    accuracy=judged, latency=runner.cost, gain=gain, cost=cost)),
+                    accuracy=judged, latency=runner.cost, gain=gain, cost=cost,
+                    confirm=confirm if runner.measures_latency else None)),
                 ("revert-most-sensitive", lambda: S.revert_most_sensitive(
                     layers, base=base_cfg, raise_to=raise_to, budget=budget,
                     accuracy=judged, gain=gain, latency=runner.cost)),
@@ -332,7 +335,9 @@ def _layer_costs(runner, target, low: S.Config, high: S.Config, batch: int) -> d
 def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
            reference, raise_to: str) -> list[dict]:
     """Each search's choice, the uniform base and all-float (where the target runs it),
-    re-measured end to end in alternating rounds and scored on the evaluation split."""
+    re-measured end to end in alternating rounds (a fresh session each) and scored on the
+    evaluation split; each baseline's row says whether the latency-driven choice is faster
+    than it, slower, or a tie (``latency.compare_windows``)."""
     import torch
 
     from convdeploy.check import wilson_interval
@@ -345,11 +350,12 @@ def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
     scored = runner.scored  # a file chosen twice (or for another budget) is scored once
     for label, cfg_ in entries:
         path = Path(reference["artifact"]) if cfg_ is None else runner.measure(cfg_).artifact
-        runnable = runner.compiled(path, label)
         if path not in scored:
+            runnable = runner.compiled(path, label)
             scored[path] = np.concatenate([
                 np.asarray(runnable({"input": x_eval[i:i + 100]})["output"]).argmax(1)
                 for i in range(0, len(x_eval), 100)])
+            del runnable
         preds = scored[path]
         rows.append({"label": label, "config": None if cfg_ is None else list(cfg_),
                      "raised": (len(_weighted_layers(runner.base)) if cfg_ is None
@@ -358,10 +364,10 @@ def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
                                                else sum(1 for _, p in cfg_ if p == raise_to)),
                      "estimate": None if cfg_ is None or runner.measures_latency
                      else runner.estimated_cost(cfg_),
-                     "runnable": runnable, "correct": preds == y_eval})
+                     "session": runner.session(path, label), "correct": preds == y_eval})
     windows: dict[str, list[float]] = {r["label"]: [] for r in rows}
     if runner.measures_latency:
-        windows = alternating_windows({r["label"]: r["runnable"] for r in rows},
+        windows = alternating_windows({r["label"]: r["session"] for r in rows},
                                       runner.batch_input(x_eval), rounds=tcfg.rounds,
                                       repeats=runner.repeats, min_time_s=runner.min_time_s)
     float_row = next((r for r in rows if r["label"] == "float"), None)
@@ -386,4 +392,11 @@ def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
                     "latency_windows_ms": ms,
                     **({} if r["estimate"] is None else {"estimated_cost": r["estimate"]}),
                     **{k: v for k, v in r.items() if k.startswith("raised_to_")}})
+    ours = next((r for r in out if r["label"] == "latency-driven"), None)
+    if ours is not None and ours["latency_windows_ms"]:
+        for r in out:
+            if r["label"] in ("revert-most-sensitive", "first-fit"):
+                r["latency_driven_vs_this"] = compare_windows(
+                    ours["latency_windows_ms"], r["latency_windows_ms"],
+                    same_config=r["config"] == ours["config"])
     return out

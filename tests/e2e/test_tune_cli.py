@@ -34,6 +34,15 @@ def test_tune_writes_overrides_yaml_report_and_the_search(tmp_path):
             chosen = next(st for st in s["steps"] if st["config"] == s["chosen"])
             assert chosen["accuracy_bound"] >= data["reference"]["tune_accuracy"] - 0.005 - 1e-12
     assert data["seconds"]["total"] > 0 and set(data["uniform"]) == {"8", "4"}
+    ours = data["searches"][0]
+    if ours["chosen"] is not None:  # chosen from the feasible shortlist measured again
+        assert 1 <= len(ours["remeasured"]) <= 4
+        assert ours["chosen"] in [r["config"] for r in ours["remeasured"]]
+        for f in data["final"]:  # each baseline compared with it on the final windows
+            if f["label"] in ("revert-most-sensitive", "first-fit"):
+                vs = f["latency_driven_vs_this"]
+                assert vs["ratio"] > 0 and vs["verdict"].split(" ")[0] in (
+                    "faster", "slower", "tie")
     report = json.loads((out / "export" / "report.json").read_text())
     assert {r["target"] for r in report["results"]} >= {"cpu-ort"}
     from convdeploy.configfile import parse_export_file
