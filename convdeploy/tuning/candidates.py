@@ -89,6 +89,8 @@ class CandidateRunner:
         return qm
 
     def measure(self, cfg: Config) -> Measured:
+        # a layer at 8 bits is the base scheme's: x=8 listed or not is one model, measured once
+        cfg = tuple((layer, p) for layer, p in cfg if p != W8)
         if cfg in self.cache:
             return self.cache[cfg]
         from convdeploy.exporters.onnx_export import OnnxExporter

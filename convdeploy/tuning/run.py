@@ -80,11 +80,13 @@ def choices(target) -> tuple[str, ...]:
     return tuple(found)
 
 
-def raise_target(options: tuple[str, ...], fastest: str) -> str:
-    """What a layer is raised to from the uniform start ``fastest``."""
+def raise_ladder(options: tuple[str, ...], fastest: str) -> tuple[str, ...]:
+    """What a layer is raised to from the uniform start ``fastest``, in order: from all-4,
+    8 bits then float (where the target runs float layers); from all-8, float, or on the
+    HTP 16-bit activations."""
     if fastest != W8:
-        return W8
-    return FLOAT if FLOAT in options else A16
+        return (W8, FLOAT) if FLOAT in options else (W8,)
+    return (FLOAT,) if FLOAT in options else (A16,)
 
 
 @dataclass
@@ -196,7 +198,8 @@ def tune_budgets(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path,
             u.update(latency_ms=float(np.median(ms)), latency_windows_ms=ms)
     fastest = fastest_uniform({p: u["latency_ms"] for p, u in uniform.items()})
     base_cfg = uniform[fastest]["config"]
-    raise_to = raise_target(options, fastest)
+    ladder = raise_ladder(options, fastest)
+    raise_to = ladder[0]
     x_tune = torch.from_numpy(x_all[tune_idx])
     rows = layer_sensitivity(base_qm, x_tune, y_all[tune_idx])
     gain = {r["layer"]: max(0.0, -r["accuracy_delta"]) + 1e-6 * max(0.0, 60 - r["sqnr_db"])
@@ -204,8 +207,12 @@ def tune_budgets(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path,
     if not runner.measures_latency:  # the estimate, layer by layer
         cost = {x: runner.estimated_cost(S.config({x: A16})) for x in layers}
     elif getattr(target, "profiles", False):
-        cost = _layer_costs(runner, target, base_cfg, S.config({x: raise_to for x in layers}),
-                            cfg.measure.batch_size)
+        cost, low = {}, base_cfg
+        for rung in ladder:  # each rung's cost against the one below, from the profiles
+            high = S.config({x: rung for x in layers})
+            cost[rung] = _layer_costs(runner, target, low, high, cfg.measure.batch_size)
+            low = high
+        cost = {} if not all(cost.values()) else cost
     else:
         cost = {}
     seconds["sensitivity_and_profiles"] = time.perf_counter() - t0
@@ -214,7 +221,7 @@ def tune_budgets(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path,
              "windows: " + ", ".join(
                  f"{p}-bit {u['latency_ms']:.3f} ms" for p, u in uniform.items()
                  if u["latency_ms"] is not None) + f"; a narrower start must be "
-             f"{100 * NARROWER_BY:.0f}% faster); layers are raised to {raise_to}"]
+             f"{100 * NARROWER_BY:.0f}% faster); layers are raised to {' then '.join(ladder)}"]
     if not runner.measures_latency:
         notes.append(f"{target.name}: {target.latency_not_meaningful}; the searches minimise "
                      "an estimate instead: the share of MACs at 16-bit activations")
@@ -237,14 +244,14 @@ def tune_budgets(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path,
         searches = []
         for name, fn in (
                 ("latency-driven", lambda: S.latency_driven(
-                    layers, base=base_cfg, raise_to=raise_to, budget=budget,
+                    layers, base=base_cfg, raise_to=ladder, budget=budget,
                     accuracy=judged, latency=runner.cost, gain=gain, cost=cost,
                     confirm=confirm if runner.measures_latency else None)),
                 ("revert-most-sensitive", lambda: S.revert_most_sensitive(
-                    layers, base=base_cfg, raise_to=raise_to, budget=budget,
+                    layers, base=base_cfg, raise_to=ladder, budget=budget,
                     accuracy=judged, gain=gain, latency=runner.cost)),
                 ("first-fit", lambda: S.first_fit(
-                    layers, base=base_cfg, raise_to=raise_to, budget=budget,
+                    layers, base=base_cfg, raise_to=ladder, budget=budget,
                     accuracy=judged, latency=runner.cost))):
             t0 = time.perf_counter()
             searches.append(fn())

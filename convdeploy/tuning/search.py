@@ -17,6 +17,9 @@ functions.
 - ``first_fit`` (Intel Neural Compressor's basic strategy): walk a fixed order - all low
   precision, then each single layer in float in graph order, then cumulative fallback in
   graph order - and stop at the first configuration that meets the budget.
+
+Each raises along the same ladder (``rungs``): from an all-4-bit start on a CPU runtime, to
+8 bits and, once every layer is there and the budget still does not hold, to float.
 """
 from __future__ import annotations
 
@@ -83,34 +86,65 @@ def _step(steps: list[Step], cfg: Config, accuracy: Measure, latency: Measure | 
     return step
 
 
-def latency_driven(layers: list[str], *, base: Config, raise_to: str, budget: Budget,
+Ladder = str | tuple[str, ...]
+
+
+def rungs(raise_to: Ladder) -> tuple[str, ...]:
+    """The precisions a layer can be raised to, in order: from all-4 on a CPU runtime
+    ``("8", "float")``; one precision is a ladder of one rung."""
+    return (raise_to,) if isinstance(raise_to, str) else tuple(raise_to)
+
+
+def _level(changes: dict[str, str], layer: str, ladder: tuple[str, ...]) -> int:
+    """How far up the ladder ``layer`` is: 0 at the start, i + 1 at ``ladder[i]``."""
+    p = changes.get(layer)
+    return ladder.index(p) + 1 if p in ladder else 0
+
+
+def _per_rung(values: dict, ladder: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Per-layer estimates given once for every rung, or per rung (rung -> layer -> value)."""
+    if values and all(isinstance(v, dict) for v in values.values()):
+        return {r: values.get(r, {}) for r in ladder}
+    return {r: values for r in ladder}
+
+
+def latency_driven(layers: list[str], *, base: Config, raise_to: Ladder, budget: Budget,
                    accuracy: Measure, latency: Measure, gain: dict[str, float],
-                   cost: dict[str, float], confirm: Confirm | None = None) -> SearchResult:
-    """See the module doc. ``gain``: estimated accuracy recovered by raising a layer alone
-    (sensitivity); ``cost``: estimated latency added by raising it (>= 0 is typical; a layer
-    whose raise is free or faster goes first); ``confirm``: re-measures the ``SHORTLIST``
-    fastest feasible configurations (without it, each one's first measurement decides)."""
+                   cost: dict, confirm: Confirm | None = None) -> SearchResult:
+    """See the module doc. ``raise_to``: a precision or a ladder of them (``rungs``): the
+    layers are raised to the first rung until the budget holds, and only when every layer is
+    there and it still does not, on to the next. ``gain``: estimated accuracy recovered by
+    raising a layer alone (sensitivity); ``cost``: estimated latency added by raising it,
+    per layer or per rung then layer (>= 0 is typical; a layer whose raise is free or faster
+    goes first); ``confirm``: re-measures the ``SHORTLIST`` fastest feasible configurations
+    (without it, each one's first measurement decides)."""
+    ladder = rungs(raise_to)
+    costs = _per_rung(cost, ladder)
     steps: list[Step] = []
     changes = dict(base)
     current = _step(steps, config(changes), accuracy, latency, "start: fastest uniform")
-    raised: list[str] = []
-    while not budget.accuracy_ok(current.accuracy):
-        candidates = [x for x in layers if changes.get(x) != raise_to]
-        if not candidates:
-            break
-        best = max(candidates, key=lambda x: max(gain.get(x, 0.0), 1e-9) /
-                   max(cost.get(x, 0.0), 1e-6))
-        changes[best] = raise_to
-        raised.append(best)
-        current = _step(steps, config(changes), accuracy, latency,
-                        f"raise {best} (gain {gain.get(best, 0):+.4f}, cost "
-                        f"{cost.get(best, 0):+.4f} ms)")
-    if budget.accuracy_ok(current.accuracy):
-        for layer in sorted(raised, key=lambda x: -cost.get(x, 0.0)):  # drop what is not needed
+    moves: list[tuple[str, str | None, str]] = []  # (layer, from, to)
+    for level, rung in enumerate(ladder, 1):
+        while not budget.accuracy_ok(current.accuracy):
+            candidates = [x for x in layers if _level(changes, x, ladder) < level]
+            if not candidates:
+                break
+            best = max(candidates, key=lambda x: max(gain.get(x, 0.0), 1e-9) /
+                       max(costs[rung].get(x, 0.0), 1e-6))
+            moves.append((best, changes.get(best), rung))
+            changes[best] = rung
+            current = _step(steps, config(changes), accuracy, latency,
+                            f"raise {best} to {rung} (gain {gain.get(best, 0):+.4f}, cost "
+                            f"{costs[rung].get(best, 0):+.4f} ms)")
+    if budget.accuracy_ok(current.accuracy):  # drop what is not needed, dearest first
+        for layer, before, rung in sorted(moves, key=lambda m: -costs[m[2]].get(m[0], 0.0)):
+            if changes.get(layer) != rung:
+                continue
             trial = {k: v for k, v in changes.items() if k != layer}
-            if layer in dict(base):
-                trial[layer] = dict(base)[layer]
-            step = _step(steps, config(trial), accuracy, latency, f"try without {layer}")
+            if before is not None:
+                trial[layer] = before
+            step = _step(steps, config(trial), accuracy, latency,
+                         f"try {layer} back at {before or 'the start precision'}")
             if budget.accuracy_ok(step.accuracy):
                 changes = trial
     met = {s.config: s.latency_ms for s in steps if budget.accuracy_ok(s.accuracy)}
@@ -126,30 +160,35 @@ def latency_driven(layers: list[str], *, base: Config, raise_to: str, budget: Bu
     return SearchResult("latency-driven", chosen, steps, confirmed)
 
 
-def revert_most_sensitive(layers: list[str], *, base: Config, raise_to: str, budget: Budget,
-                          accuracy: Measure, gain: dict[str, float],
+def revert_most_sensitive(layers: list[str], *, base: Config, raise_to: Ladder,
+                          budget: Budget, accuracy: Measure, gain: dict[str, float],
                           latency: Measure | None = None) -> SearchResult:
     steps: list[Step] = []
     changes = dict(base)
     current = _step(steps, config(changes), accuracy, latency, "start")
-    for layer in sorted(layers, key=lambda x: -gain.get(x, 0.0)):
-        if budget.accuracy_ok(current.accuracy):
-            break
-        changes[layer] = raise_to
-        current = _step(steps, config(changes), accuracy, latency, f"revert {layer}")
+    for rung in rungs(raise_to):  # the next rung only once every layer is on this one
+        for layer in sorted(layers, key=lambda x: -gain.get(x, 0.0)):
+            if budget.accuracy_ok(current.accuracy):
+                break
+            changes[layer] = rung
+            current = _step(steps, config(changes), accuracy, latency,
+                            f"revert {layer} to {rung}")
     ok = budget.accuracy_ok(current.accuracy)
     return SearchResult("revert-most-sensitive", current.config if ok else None, steps)
 
 
-def first_fit(layers: list[str], *, base: Config, raise_to: str, budget: Budget,
+def first_fit(layers: list[str], *, base: Config, raise_to: Ladder, budget: Budget,
               accuracy: Measure, latency: Measure | None = None) -> SearchResult:
     steps: list[Step] = []
     orders = [dict(base)]
-    orders += [{**dict(base), x: raise_to} for x in layers]
-    cumulative = dict(base)
-    for x in layers:
-        cumulative = {**cumulative, x: raise_to}
-        orders.append(dict(cumulative))
+    start = dict(base)
+    for rung in rungs(raise_to):  # per rung, from every layer on the one below
+        orders += [{**start, x: rung} for x in layers]
+        cumulative = dict(start)
+        for x in layers:
+            cumulative = {**cumulative, x: rung}
+            orders.append(dict(cumulative))
+        start = cumulative
     seen = set()
     for changes in orders:
         cfg = config(changes)

@@ -81,14 +81,15 @@ def test_a_narrower_start_must_be_measurably_faster():
 def test_choices_follow_what_the_target_runs():
     from convdeploy.errors import ConvdeployError
     from convdeploy.targets import registry
-    from convdeploy.tuning.run import choices, raise_target
+    from convdeploy.tuning.run import choices, raise_ladder
 
     assert choices(registry.get("cpu-ort")) == ("float", "8", "4")
     assert choices(registry.get("mobile-litert")) == ("float", "8")
     htp = choices(registry.get("dsp-qnn-htp"))  # no float layers: activation widths instead
     assert htp == ("8", "8a16")
-    assert raise_target(htp, "8") == "8a16" and raise_target(("float", "8", "4"), "8") == "float"
-    assert raise_target(("float", "8", "4"), "4") == "8"
+    assert raise_ladder(htp, "8") == ("8a16",)
+    assert raise_ladder(("float", "8", "4"), "8") == ("float",)
+    assert raise_ladder(("float", "8", "4"), "4") == ("8", "float")  # 8 bits, then float
     with pytest.raises(ConvdeployError, match="no per-layer choice"):
         choices(registry.get("gpu-triton"))  # quantized-only, 8-bit activations only
 
@@ -176,3 +177,39 @@ def test_alternating_windows_time_a_fresh_session_in_every_window():
     assert made == ["A", "B"] * 3  # one session per window, taken in turn
     assert [len(w) for w in windows.values()] == [3, 3]
     assert order[:5] == ["A"] * 5  # warm-up and timed runs of A's window before B's
+
+
+def test_the_searches_climb_the_ladder_when_the_first_rung_is_not_enough():
+    """From all-4: every layer at 8 bits still misses the budget, so each search goes on to
+    float (each layer's float gain on top of its 8-bit one); with one rung all three stop
+    with nothing. The latency-driven search raises the cheap layers, by the per-rung costs."""
+    eight = {"a": 0.001, "b": 0.001, "c": 0.001, "d": 0.001, "e": 0.001}  # 4 -> 8 bits
+
+    def accuracy(cfg):
+        p = dict(cfg)
+        return 0.895 + sum(eight[x] for x in LAYERS if p.get(x, "4") in ("8", "float")) + \
+            sum(GAIN[x] for x in LAYERS if p.get(x, "4") == "float")
+
+    def latency(cfg):
+        p = dict(cfg)
+        return 0.95 + sum(0.01 for x in LAYERS if p.get(x, "4") in ("8", "float")) + \
+            sum(COST[x] for x in LAYERS if p.get(x, "4") == "float")
+
+    base = S.config({x: "4" for x in LAYERS})  # 0.895; all-8 0.900; all-float 0.911
+    budget = S.Budget(0.911, 0.006)  # floor 0.905: needs 0.005 of float gains
+    cost = {"8": {x: 0.01 for x in LAYERS}, "float": COST}
+    gain = {x: GAIN[x] + eight[x] for x in LAYERS}
+    kw = dict(base=base, budget=budget, accuracy=accuracy, latency=latency)
+    for ladder in (("8",), "8"):
+        assert S.latency_driven(LAYERS, raise_to=ladder, gain=gain, cost=cost["8"],
+                                **kw).chosen is None
+        assert S.first_fit(LAYERS, raise_to=ladder, **kw).chosen is None
+    ours = S.latency_driven(LAYERS, raise_to=("8", "float"), gain=gain, cost=cost, **kw)
+    nncf = S.revert_most_sensitive(LAYERS, raise_to=("8", "float"), gain=gain, **kw)
+    inc = S.first_fit(LAYERS, raise_to=("8", "float"), **kw)
+    for r in (ours, nncf, inc):
+        assert r.chosen is not None and budget.accuracy_ok(accuracy(r.chosen))
+    # the optimum: b and c in float (0.006), four of the five at 8 bits or above (0.004)
+    assert {x for x, p in ours.chosen if p == "float"} == {"b", "c"}
+    assert latency(ours.chosen) == pytest.approx(1.09)
+    assert latency(ours.chosen) < min(latency(nncf.chosen), latency(inc.chosen))
