@@ -39,6 +39,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval-limit", type=int, help="test images used (tune split + the rest)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "tune.json")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the models already in --out (same revision, target and "
+                             "budgets) and run only the others")
     args = parser.parse_args()
     models = [m for m in args.models.split(",") if m]
     missing = [str(WEIGHTS[m]) for m in models if not WEIGHTS[m].exists()]
@@ -53,9 +56,18 @@ def main() -> int:
     from convdeploy.tuning.run import TuneConfig, tune_budgets
 
     result = {"environment": environment(args.threads), "revision": source_revision(ROOT),
-              "target": args.target, "runs": []}
+              "target": args.target, "eval_limit": args.eval_limit, "runs": []}
+    budgets = tuple(float(b) for b in args.budgets.split(","))
+    done = _resumable(args.out, result, budgets) if args.resume else {}
     t0 = time.perf_counter()
+    earlier = sum(done.values())
     for model in models:
+        t_model = time.perf_counter()
+        if model in done:
+            result["runs"] += [r for r in json.loads(args.out.read_text())["runs"]
+                               if r["model"] == model]
+            print(f"{model}: kept from {args.out}")
+            continue
         cfg = DeployConfig(model=ModelSource(model, str(WEIGHTS[model])),
                            data=DataConfig(calib=str(SHARED / "data/cifar10/train-subset"),
                                            eval=str(SHARED / "data/cifar10/test"),
@@ -63,7 +75,6 @@ def main() -> int:
                            scheme=W8A8, targets=(args.target,), progress=False,
                            measure=MeasureConfig(threads=args.threads, batch_size=1,
                                                  min_time_s=0.5))
-        budgets = tuple(float(b) for b in args.budgets.split(","))
         with tempfile.TemporaryDirectory(prefix="convdeploy-tune-") as tmp:
             found = tune_budgets(cfg, TuneConfig(args.target, budgets[0], rounds=5),
                                  Path(tmp), budgets)
@@ -74,10 +85,33 @@ def main() -> int:
                 f"{f['label']} {_cost(f)} {100 * f['accuracy']:.2f}% "
                 f"({f['accuracy_delta_points']:+.2f})" for f in run["final"]) +
                 f"; search {run['seconds']['total']:.0f} s", flush=True)
-    result["wall_seconds"] = time.perf_counter() - t0
-    write_text_atomic(args.out, json.dumps(result, indent=1, default=str))
+        # written after every model: a stopped run keeps what it finished (--resume)
+        result["wall_seconds"] = earlier + time.perf_counter() - t0
+        result["model_seconds"] = {**result.get("model_seconds", {}), **done,
+                                   model: time.perf_counter() - t_model}
+        write_text_atomic(args.out, json.dumps(result, indent=1, default=str))
     print(f"wrote {args.out}")
     return 0
+
+
+def _resumable(out: Path, fresh: dict, budgets: tuple[float, ...]) -> dict[str, float]:
+    """Models of an earlier run in ``out`` that this run may keep (same revision, target and
+    budgets), with the seconds each took."""
+    if not out.exists():
+        return {}
+    old = json.loads(out.read_text())
+    keys = ("revision", "target", "eval_limit")
+    if [old.get(k) for k in keys] != [fresh[k] for k in keys] or \
+            old["environment"].get("cpu") != fresh["environment"].get("cpu"):
+        print(f"--resume: {out} is another revision, target, --eval-limit or CPU; "
+              "starting again")
+        return {}
+    kept = {}
+    for model, seconds in old.get("model_seconds", {}).items():
+        found = sorted(r["budget"]["max_drop"] for r in old["runs"] if r["model"] == model)
+        if found == sorted(budgets):
+            kept[model] = seconds
+    return kept
 
 
 def _cost(row: dict) -> str:
