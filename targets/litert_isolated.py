@@ -1,19 +1,29 @@
-"""Per-op times on LiteRT, taken in isolation: each operator of a ``.tflite`` cut out as a one-op
-model and timed alone on the same kernels (XNNPACK) and thread count.
+"""Per-op times on LiteRT: each operator of a ``.tflite`` cut out as a one-op model and timed
+alone on the same kernels (XNNPACK) and thread count, then scaled to what its stretch of the
+model takes in context.
 
 ai-edge-litert 2.3 exposes no per-op profiler to Python and ``benchmark_model`` ships in no
-wheel, so this is the only per-op view here. Isolation changes what is measured: an op alone
-starts with its input in cache only if it fits, and pays one interpreter dispatch; on
-ResNet-20 the isolated ops summed to 358 us against 323 us for the whole model. The figures
-are labelled "isolated" wherever they are shown, and the whole-model time is measured in the
-same way (``invoke`` only) so the two can be compared. What one ``invoke`` costs with no work
-(a one-element ADD, measured alike) is subtracted from every isolated op: the whole model pays
-it once, not once per op.
+wheel. Isolation alone misleads: an op run over and over by itself finds its weights in cache,
+which in the whole model the other ops' weights have evicted, and at 2 threads it finds the
+thread pool in a different state. Measured on this 2-core Xeon (L2 2 MiB), batch 1, isolated
+ops less one invoke's own cost, against the whole model's invoke: MobileNetV2 float 76% at 1
+thread and 63% at 2 (8.9 MB of weights), int8 86%; ResNet-56 int8 91-96%, ResNet-20 int8
+98-106% (0.3 MB). Streaming the model's bytes through the caches before each isolated run
+overshot instead (int8 MobileNetV2 126%), and at 2 threads measured the pool waking up (5x).
+
+So the ops' isolated times give the shares, and the model gives the totals: the model is cut
+into ``SEGMENTS`` runs of consecutive ops of about equal isolated time, the model's prefixes
+up to each cut are timed (in alternating rounds, a fresh interpreter each: ``prefix_model``),
+and each segment's in-context time, the difference of two prefixes, is spread over its ops in
+proportion to their isolated times. The ops then sum to the whole model's time less one
+invoke's own cost (a one-element ADD, measured alike), which is shown as its own row. The
+figures are labelled so wherever they are shown.
 """
 from __future__ import annotations
 
 import copy
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,33 +46,54 @@ def _op_name(model, op, schema) -> str:
 def one_op_model(model, index: int, schema) -> bytes:
     """The ``index``-th operator of ``model`` (a ``ModelT``) as a model of its own: its
     constant operands keep their buffers, its other operands become the model's inputs."""
+    return ops_model(model, [index], schema)
+
+
+def prefix_model(model, end: int, schema) -> bytes:
+    """The first ``end`` operators of ``model`` (LiteRT runs them in stored order): its
+    outputs are every tensor they produce that a later operator or the model's output reads."""
+    sub = model.subgraphs[0]
+    later = {i for op in sub.operators[end:] for i in op.inputs if i >= 0} | set(sub.outputs)
+    produced = [t for op in sub.operators[:end] for t in op.outputs]
+    return ops_model(model, list(range(end)), schema,
+                     outputs=[t for t in dict.fromkeys(produced) if t in later])
+
+
+def ops_model(model, indices: list[int], schema, outputs: list[int] | None = None) -> bytes:
+    """Operators ``indices`` of ``model`` as a model of their own: constants keep their
+    buffers, operands no chosen operator produces become inputs, and ``outputs`` (default:
+    every output of the chosen operators) are the outputs."""
     import flatbuffers
 
     sub = model.subgraphs[0]
-    op = copy.copy(sub.operators[index])
+    ops = [copy.copy(sub.operators[i]) for i in indices]
+    produced = {t for op in ops for t in op.outputs}
     buffers = [schema.BufferT()]
     tensors, remap, inputs = [], {}, []
-    for t in [i for i in op.inputs if i >= 0] + list(op.outputs):
+    for t in [i for op in ops for i in list(op.inputs) + list(op.outputs) if i >= 0]:
         if t in remap:
             continue
         tensor = copy.copy(sub.tensors[t])
         data = model.buffers[tensor.buffer].data if tensor.buffer else None
-        if data is not None and len(data) and t not in op.outputs:
+        if data is not None and len(data) and t not in produced:
             buffers.append(model.buffers[tensor.buffer])
             tensor.buffer = len(buffers) - 1
         else:
             tensor.buffer = 0
-            if t not in op.outputs:
+            if t not in produced:
                 inputs.append(len(tensors))
         remap[t] = len(tensors)
         tensors.append(tensor)
-    op.inputs = [remap[i] if i >= 0 else -1 for i in op.inputs]
-    op.outputs = [remap[i] for i in op.outputs]
+    for op in ops:
+        op.inputs = [remap[i] if i >= 0 else -1 for i in op.inputs]
+        op.outputs = [remap[i] for i in op.outputs]
     new_sub = schema.SubGraphT()
-    new_sub.tensors, new_sub.operators, new_sub.name = tensors, [op], "one_op"
-    new_sub.inputs, new_sub.outputs = inputs, list(op.outputs)
+    new_sub.tensors, new_sub.operators, new_sub.name = tensors, ops, "cut"
+    new_sub.inputs = inputs
+    new_sub.outputs = ([remap[t] for t in outputs] if outputs is not None
+                       else [t for op in ops for t in op.outputs])
     new = schema.ModelT()
-    new.version, new.description, new.operatorCodes = 3, "convdeploy one-op", \
+    new.version, new.description, new.operatorCodes = 3, "convdeploy cut", \
         model.operatorCodes
     new.subgraphs, new.buffers = [new_sub], buffers
     builder = flatbuffers.Builder(1024)
@@ -93,17 +124,20 @@ def _invoke_ms(interpreter, *, runs: int, warmup: int, batch: int) -> float:
     return (time.perf_counter() - t0) / runs * 1e3
 
 
+SEGMENTS = 8  # runs of consecutive ops whose in-context time is measured (prefix models)
+MIN_SHARE = 0.1  # of an op's isolated time, kept when the empty invoke's cost is not less
+
+
 def isolated_timeline(path: Path, *, threads: int, batch: int, runs: int,
-                      warmup: int) -> Timeline:
-    """Every op of the ``.tflite`` at ``path`` timed alone on XNNPACK (see the module doc)."""
+                      warmup: int, segments: int = SEGMENTS, rounds: int = 5) -> Timeline:
+    """Every op of the ``.tflite`` at ``path`` timed alone on XNNPACK, then scaled to the
+    in-context time of its segment (see the module doc)."""
     from ai_edge_litert.interpreter import Interpreter
 
     schema = _schema()
     data = Path(path).read_bytes()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
     sub = model.subgraphs[0]
-    whole = _invoke_ms(Interpreter(model_content=data, num_threads=threads),
-                       runs=runs, warmup=warmup, batch=batch)
     dispatch = _invoke_ms(Interpreter(model_content=_empty_model(schema), num_threads=threads),
                           runs=max(runs, 200), warmup=warmup, batch=1)
     kernels, notes = [], []
@@ -112,8 +146,10 @@ def isolated_timeline(path: Path, *, threads: int, batch: int, runs: int,
         try:
             interpreter = Interpreter(model_content=one_op_model(model, index, schema),
                                       num_threads=threads)
-            ms = max(0.0, _invoke_ms(interpreter, runs=runs, warmup=warmup, batch=batch)
-                     - dispatch)
+            alone = _invoke_ms(interpreter, runs=runs, warmup=warmup, batch=batch)
+            # an op shorter than the empty invoke's noise keeps a tenth of its time: no op
+            # is free, and a share of zero would hide it from the segment's time
+            ms = max(alone - dispatch, MIN_SHARE * alone)
         except (RuntimeError, ValueError) as exc:
             notes.append(f"op {index} ({name}) could not run alone: {str(exc).splitlines()[0]}")
             continue
@@ -130,11 +166,69 @@ def isolated_timeline(path: Path, *, threads: int, batch: int, runs: int,
         kernels.append(KernelTime(f"{index}:{name}", name, ms, dtype, initializers=(),
                                   tensors=outputs, originals=originals))
     notes.append(f"each isolated op less one invoke's own cost ({dispatch * 1e3:.1f} us)")
-    # isolated times carry no profiler cost (each op timed alone, one invoke's cost taken off):
-    # kept as measured, scaled down only where they sum past the latency
-    return Timeline(tuple(kernels), whole, f"LiteRT XNNPACK, each op isolated ({threads} "
+    ends = segment_ends([k.ms for k in kernels], [int(k.name.split(":")[0]) for k in kernels],
+                        len(sub.operators), segments)
+    cuts = {end: (data if end == len(sub.operators) else prefix_model(model, end, schema))
+            for end in ends}
+    cuts[0] = _empty_model(schema)  # no op: what one invoke costs
+    times = _alternating_medians(cuts, threads=threads, batch=batch, rounds=rounds,
+                                 runs=max(runs, 200), warmup=warmup)
+    kernels, scales = _scaled(kernels, ends, times)
+    notes.append(f"{len(ends)} segments' in-context times over their isolated sums: "
+                 + ", ".join(f"x{x:.2f}" for x in scales))
+    # what the whole model runs in, in context: the kernels now sum to it less one invoke's
+    # own cost, shown as its own row (per_inference_ms)
+    return Timeline(tuple(kernels), times[len(sub.operators)],
+                    f"LiteRT XNNPACK, each op isolated, scaled to its segment's in-context "
+                    f"time ({len(ends)} segments, prefix models; {threads} "
                     f"thread{'s' if threads > 1 else ''})", runs, tuple(notes),
-                    kernels_inflated=False)
+                    per_inference_ms=times[0], kernels_inflated=False)
+
+
+def segment_ends(ms: list[float], indices: list[int], n_ops: int, segments: int) -> list[int]:
+    """Op counts at which to cut the model into at most ``segments`` runs of consecutive ops
+    of about equal isolated time (``ms`` of the ops at ``indices``); the last is ``n_ops``."""
+    total = sum(ms) or 1.0
+    ends, acc, at_cut = [], 0.0, 0.0
+    for index, t in zip(indices, ms):
+        acc += t
+        if len(ends) < segments - 1 and acc >= total * (len(ends) + 1) / segments \
+                and acc > at_cut and index + 1 < n_ops:  # no segment of zero isolated time
+            ends.append(index + 1)
+            at_cut = acc
+    return ends + [n_ops]
+
+
+def _alternating_medians(models: dict[int, bytes], *, threads: int, batch: int, rounds: int,
+                         runs: int, warmup: int) -> dict[int, float]:
+    """Median over ``rounds`` of each model's mean invoke time, the models timed in turn, a
+    fresh interpreter each time (a drift falls on all alike, no one allocation decides)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    seen: dict[int, list[float]] = {k: [] for k in models}
+    for _ in range(rounds):
+        for key, content in models.items():
+            seen[key].append(_invoke_ms(Interpreter(model_content=content, num_threads=threads),
+                                        runs=runs, warmup=warmup,
+                                        batch=1 if key == 0 else batch))
+    return {k: float(np.median(v)) for k, v in seen.items()}
+
+
+def _scaled(kernels: list[KernelTime], ends: list[int], times: dict[int, float]
+            ) -> tuple[list[KernelTime], list[float]]:
+    """Each op's isolated time times its segment's in-context time (the difference of the
+    prefix models' times) over the segment's isolated sum. A segment whose prefixes did not
+    grow (ops too short to show above the timing noise) keeps its isolated times."""
+    out, scales, start = [], [], 0
+    for end in ends:
+        members = [k for k in kernels if start <= int(k.name.split(":")[0]) < end]
+        isolated = sum(k.ms for k in members)
+        context = times[end] - times[start]
+        scale = context / isolated if isolated > 0 and context > 0 else 1.0
+        scales.append(scale)
+        out += [replace(k, ms=k.ms * scale) for k in members]
+        start = end
+    return out, scales
 
 
 def _empty_model(schema) -> bytes:

@@ -45,23 +45,30 @@ def test_every_weighted_layer_is_mapped(name, quantized, tmp_path: Path):
     assert p.attributed_ms + p.unattributed_ms == pytest.approx(p.latency_ms)
 
 
-@pytest.mark.filterwarnings("ignore:.*experimental_preserve_all_tensors")
-def test_litert_one_op_cuts_equal_the_op_inside_the_model():
-    target = _target("mobile-litert")
+def _tiny_int8_litert_run(seed: int):
+    """The tiny int8 .tflite parsed, and run once on random input keeping every tensor."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.interpreter import Interpreter
 
-    from convdeploy.targets.litert_isolated import one_op_model
-
-    path = tiny_tflite_artifacts()[1].path
-    data = path.read_bytes()
+    data = tiny_tflite_artifacts()[1].path.read_bytes()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
     whole = Interpreter(model_content=data, experimental_preserve_all_tensors=True)
     whole.allocate_tensors()
     (inp,) = whole.get_input_details()
-    x = np.random.default_rng(0).random(inp["shape"], dtype=np.float32)
+    x = np.random.default_rng(seed).random(inp["shape"], dtype=np.float32)
     whole.set_tensor(inp["index"], x)
     whole.invoke()
+    return schema, model, whole, x
+
+
+@pytest.mark.filterwarnings("ignore:.*experimental_preserve_all_tensors")
+def test_litert_one_op_cuts_equal_the_op_inside_the_model():
+    target = _target("mobile-litert")
+    from ai_edge_litert.interpreter import Interpreter
+
+    from convdeploy.targets.litert_isolated import one_op_model
+
+    schema, model, whole, _ = _tiny_int8_litert_run(seed=0)
     sub = model.subgraphs[0]
     for i, op in enumerate(sub.operators):
         one = Interpreter(model_content=one_op_model(model, i, schema))
@@ -75,6 +82,52 @@ def test_litert_one_op_cuts_equal_the_op_inside_the_model():
         got = one.get_tensor(one.get_output_details()[0]["index"])
         np.testing.assert_array_equal(got, whole.get_tensor(op.outputs[0]), err_msg=f"op {i}")
     assert target.name == "mobile-litert"
+
+
+@pytest.mark.filterwarnings("ignore:.*experimental_preserve_all_tensors")
+def test_litert_prefix_models_compute_what_the_model_computes_up_to_the_cut():
+    """The in-context segment times come from prefixes of the model: each prefix's outputs
+    are exactly the whole model's tensors that later ops (or the output) read."""
+    _target("mobile-litert")
+    from ai_edge_litert.interpreter import Interpreter
+
+    from convdeploy.targets.litert_isolated import prefix_model
+
+    schema, model, whole, x = _tiny_int8_litert_run(seed=1)
+    sub = model.subgraphs[0]
+    names = {sub.tensors[t].name.decode(): t for t in range(len(sub.tensors))}
+    n = len(sub.operators)
+    for end in range(1, n + 1):
+        cut = Interpreter(model_content=prefix_model(model, end, schema))
+        cut.allocate_tensors()
+        (feed,) = cut.get_input_details()
+        cut.set_tensor(feed["index"], x)
+        cut.invoke()
+        outs = cut.get_output_details()
+        assert outs, end
+        for d in outs:
+            np.testing.assert_array_equal(cut.get_tensor(d["index"]),
+                                          whole.get_tensor(names[d["name"]]),
+                                          err_msg=f"prefix of {end} ops: {d['name']}")
+
+
+def test_litert_segments_split_by_isolated_time_and_take_the_in_context_totals():
+    from convdeploy.efficiency.timeline import KernelTime
+    from convdeploy.targets.litert_isolated import _scaled, segment_ends
+
+    assert segment_ends([1.0] * 80, list(range(80)), 80, 8) == list(range(10, 81, 10))
+    assert segment_ends([5.0, 0.0, 0.0, 1.0], [0, 1, 2, 3], 4, 8) == [1, 4]  # none empty
+    assert segment_ends([0.0, 0.0], [0, 1], 2, 8) == [2]
+    kernels = [KernelTime(f"{i}:CONV", "CONV", ms, "int8") for i, ms in
+               enumerate([0.010, 0.030, 0.020, 0.020])]
+    # prefix times: none 0.002 ms, two ops 0.062 (x1.5 their isolated 0.040), all 0.082
+    scaled, scales = _scaled(kernels, [2, 4], {0: 0.002, 2: 0.062, 4: 0.082})
+    assert scales == pytest.approx([1.5, 0.5])
+    assert [k.ms for k in scaled] == pytest.approx([0.015, 0.045, 0.010, 0.010])
+    assert sum(k.ms for k in scaled) == pytest.approx(0.082 - 0.002)
+    # a segment whose prefix did not grow (noise) keeps its isolated times
+    scaled, scales = _scaled(kernels, [2, 4], {0: 0.002, 2: 0.062, 4: 0.061})
+    assert scales == pytest.approx([1.5, 1.0]) and scaled[3].ms == pytest.approx(0.020)
 
 
 def test_openvino_counters_are_read_as_the_cpu_plugin_keeps_them(monkeypatch, tmp_path):
