@@ -59,6 +59,8 @@ class CandidateRunner:
     cache: dict[Config, Measured] = field(default_factory=dict)
     layer_macs: dict[str, int] = field(default_factory=dict)  # filled on first estimate
     scored: dict[Path, np.ndarray] = field(default_factory=dict)  # evaluation-split top-1
+    workers: int = 1  # processes that score images where nothing is timed (``top1``)
+    _pool: object = None
 
     def model(self, cfg: Config):
         from convdeploy.quant.fakequant import ActivationQuantizer, WeightQuantizer
@@ -108,20 +110,36 @@ class CandidateRunner:
         """Per tuning-split image whether top-1 is right, and the median latency at the run's
         batch."""
         from convdeploy.latency import time_runs
-        from convdeploy.targets.base import RuntimeOptions
 
-        runnable = self.target.compile(art, art.path.parent,
-                                       options=RuntimeOptions(self.threads))
-        preds = []
-        for i in range(0, len(self.tune_x), 100):
-            out = runnable({art.input_name: self.tune_x[i:i + 100]})[art.output_name]
-            preds.append(np.asarray(out).argmax(1))
-        correct = np.concatenate(preds) == self.tune_y
-        if getattr(self.target, "latency_not_meaningful", None):
-            return correct, None
-        timing = time_runs(runnable, {art.input_name: self.batch_input()}, warmup=5,
+        if not self.measures_latency:  # nothing is timed: the images may go to every core
+            return self.top1(art.path, self.tune_x) == self.tune_y, None
+        runnable = self.compiled(art.path)
+        correct = _top1(runnable, self.tune_x) == self.tune_y
+        timing = time_runs(runnable, {"input": self.batch_input()}, warmup=5,
                            repeats=self.repeats, min_time_s=self.min_time_s)
         return correct, timing["median"]
+
+    def top1(self, path: Path, x: np.ndarray) -> np.ndarray:
+        """The file's top-1 class of each image of ``x`` on the target. Where the target's
+        timings mean nothing (the emulated HTP, which runs each session on one core) the
+        images are split over one process per core; elsewhere one session in this process,
+        so that nothing runs beside a timing."""
+        if self.measures_latency or self.workers < 2 or len(x) < 2 * 100:
+            return _top1(self.compiled(path), x)
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+        parts = np.array_split(x, self.workers)
+        return np.concatenate(list(self._pool.map(
+            _top1_on, [self.target.name] * len(parts), [path] * len(parts),
+            [self.threads] * len(parts), parts)))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def compiled(self, path: Path, label: str = "tune"):
         """A candidate's (or the float model's) QDQ file compiled on the target."""
@@ -171,6 +189,27 @@ class CandidateRunner:
     def cost(self, cfg: Config) -> float | None:
         """What the searches minimise: measured latency (ms), else the estimate above."""
         return self.latency(cfg) if self.measures_latency else self.estimated_cost(cfg)
+
+
+def _top1(runnable, x: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.asarray(runnable({"input": x[i:i + 100]})["output"]).argmax(1)
+                           for i in range(0, len(x), 100)])
+
+
+def _top1_on(target_name: str, path: Path, threads: int, x: np.ndarray) -> np.ndarray:
+    """``_top1`` in a worker process: the file compiled on the target in a folder of its own
+    (a target may write a copy of the model beside it)."""
+    import tempfile
+
+    from convdeploy.exporters.artifact import Artifact, ArtifactFormat
+    from convdeploy.targets import registry
+    from convdeploy.targets.base import RuntimeOptions
+
+    art = Artifact(Path(path).stem, ArtifactFormat.ONNX, "tune", path=Path(path))
+    with tempfile.TemporaryDirectory(prefix="convdeploy-top1-") as tmp:
+        runnable = registry.get(target_name).compile(art, Path(tmp),
+                                                     options=RuntimeOptions(threads))
+        return _top1(runnable, x)
 
 
 def alternating_windows(sessions: dict[Hashable, Callable[[], object]], x: np.ndarray, *,

@@ -21,6 +21,7 @@ a phone they minimise an estimate instead of a measurement (``candidates.py``), 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -174,7 +175,8 @@ def tune_budgets(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path,
     work = Path(workdir)
     runner = CandidateRunner(prep.gm, base_qm, prep.example, x_all[tune_idx], y_all[tune_idx],
                              target, cfg.measure.threads, cfg.measure.batch_size, work,
-                             calib=batches, min_time_s=cfg.measure.min_time_s)
+                             calib=batches, min_time_s=cfg.measure.min_time_s,
+                             workers=os.cpu_count() or 1)
     seconds = {"prepare": time.perf_counter() - t_start}
     t0 = time.perf_counter()
     reference, float_correct = _float_reference(prep, target, runner, cfg)
@@ -272,6 +274,7 @@ def tune_budgets(cfg: DeployConfig, tcfg: TuneConfig, workdir: Path,
             {p: {**u, "config": list(u["config"])} for p, u in uniform.items()},
             searches, final, spent, notes,
             "latency_ms" if runner.measures_latency else "estimated_cost", max_drop))
+    runner.close()  # its scoring processes, if it started any (they also end with this one)
     return results
 
 
@@ -358,11 +361,7 @@ def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
     for label, cfg_ in entries:
         path = Path(reference["artifact"]) if cfg_ is None else runner.measure(cfg_).artifact
         if path not in scored:
-            runnable = runner.compiled(path, label)
-            scored[path] = np.concatenate([
-                np.asarray(runnable({"input": x_eval[i:i + 100]})["output"]).argmax(1)
-                for i in range(0, len(x_eval), 100)])
-            del runnable
+            scored[path] = runner.top1(path, x_eval)
         preds = scored[path]
         rows.append({"label": label, "config": None if cfg_ is None else list(cfg_),
                      "raised": (len(_weighted_layers(runner.base)) if cfg_ is None

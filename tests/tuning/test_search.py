@@ -213,3 +213,25 @@ def test_the_searches_climb_the_ladder_when_the_first_rung_is_not_enough():
     assert {x for x, p in ours.chosen if p == "float"} == {"b", "c"}
     assert latency(ours.chosen) == pytest.approx(1.09)
     assert latency(ours.chosen) < min(latency(nncf.chosen), latency(inc.chosen))
+
+
+def test_scoring_split_over_processes_gives_the_same_classes():
+    """On a target whose timings mean nothing (the emulated HTP) a candidate's images are
+    scored by one process per core: the classes must be those of one session here."""
+    pytest.importorskip("onnxruntime_qnn")
+    import numpy as np
+
+    from convdeploy.targets import registry
+    from convdeploy.tuning.candidates import CandidateRunner, _top1
+    from tests.artifacts import tiny_artifacts
+
+    art = tiny_artifacts()[1]
+    x = np.random.default_rng(0).standard_normal((256, 3, 16, 16)).astype(np.float32)
+    runner = CandidateRunner(None, None, None, x, np.zeros(256, int),
+                             registry.get("dsp-qnn-htp"), 1, 1, art.path.parent, workers=2)
+    try:
+        split = runner.top1(art.path, x)
+        assert runner._pool is not None  # it did use the processes
+    finally:
+        runner.close()
+    np.testing.assert_array_equal(split, _top1(runner.compiled(art.path), x))
