@@ -142,13 +142,14 @@ class OpenVinoCpuTarget(TargetBase):
         their counters summed to 149 us read after 50 runs (the cold run in the mean), 119
         us over 2,000, and 148 us with the corrections."""
         kernels, wall_ms = self._counted(artifact, inputs, options, runs, warmup)
-        per_node = self._per_node_ms(options)
+        per_node = self._per_node_ms(options, int8=_mostly_int8(kernels))
         kernels = tuple(replace(k, dispatch_ms=per_node) for k in kernels)
         return Timeline(kernels, wall_ms,
                         f"openvino PERF_COUNT ({options.threads} thread"
                         f"{'s' if options.threads > 1 else ''}; whole-microsecond counters, "
                         f"truncation credited; {per_node * 1e3:.2f} us scheduling per node, "
-                        "measured on a chain of 1x1 convolutions)", runs,
+                        f"measured on a chain of {'int8 ' if _mostly_int8(kernels) else ''}"
+                        "1x1 convolutions)", runs,
                         per_inference_ms=self._per_inference_ms(options, max(runs, 200)),
                         kernels_inflated=False)
 
@@ -187,31 +188,23 @@ class OpenVinoCpuTarget(TargetBase):
                                       originals=covers.get(info.node_name) or (info.node_name,)))
         return kernels, wall_ms
 
-    def _per_node_ms(self, options: RuntimeOptions, short: int = 1, long: int = 33,
-                     runs: int = 2000) -> float:
+    def _per_node_ms(self, options: RuntimeOptions, int8: bool = False, short: int = 1,
+                     long: int = 33, runs: int = 2000) -> float:
         """What OpenVINO spends between one node and the next, which no counter covers: on
-        chains of ``short`` and ``long`` 1x1 convolutions (8 channels, 8x8; none fused), the
-        growth of the unprofiled time less the growth of the corrected counters, per node."""
+        chains of ``short`` and ``long`` 1x1 convolutions (none fused), the growth of the
+        unprofiled time less the growth of the corrected counters, per node. The chain's
+        convolutions run in the model's precision (``int8``: a QDQ chain, which OpenVINO
+        runs as int8 kernels) and are large enough (32 channels, 16x16) to be split across
+        the threads, so the per-node cost includes the threads' hand-over: 8-channel 8x8
+        ones ran on one thread and measured nothing at 2 threads."""
         import tempfile
 
-        from onnx import TensorProto, helper, numpy_helper
-
-        x = np.ones((1, 8, 8, 8), np.float32)
+        x = np.ones((1, CHAIN_CHANNELS, CHAIN_SIZE, CHAIN_SIZE), np.float32)
         grew = []
         with tempfile.TemporaryDirectory(prefix="convdeploy-ov-") as tmp:
             for k in (short, long):
-                nodes = [helper.make_node("Conv", ["input" if i == 0 else f"t{i - 1}", f"w{i}"],
-                                          ["output" if i == k - 1 else f"t{i}"], name=f"conv{i}")
-                         for i in range(k)]
-                weights = [numpy_helper.from_array(
-                    np.eye(8, dtype=np.float32)[:, :, None, None] * 0.5, f"w{i}")
-                    for i in range(k)]
-                graph = helper.make_graph(
-                    nodes, f"chain{k}", [helper.make_tensor_value_info(
-                        "input", TensorProto.FLOAT, list(x.shape))],
-                    [helper.make_tensor_value_info("output", TensorProto.FLOAT, list(x.shape))],
-                    weights)
-                compiled, art = self._compile_graph(graph, 17, options, Path(tmp))
+                compiled, art = self._compile_graph(_chain_graph(k, int8), 17, options,
+                                                    Path(tmp))
                 plain = _mean_ms(compiled.create_infer_request(), x, runs, warmup=50)
                 kernels, _ = self._counted(art, {"input": x}, options, runs=200, warmup=20)
                 grew.append((plain, sum(k.ms for k in kernels), len(kernels)))
@@ -277,3 +270,48 @@ def _ov_dtype(kind: str) -> str:
     suffix = kind.rsplit("_", 1)[-1].lower()
     return {"i8": "int8", "u8": "int8", "i16": "int16", "u16": "int16",
             "bf16": "bf16", "f16": "float16"}.get(suffix, "float")
+
+
+CHAIN_CHANNELS, CHAIN_SIZE = 32, 16  # the scheduling probe's convolutions
+
+
+def _mostly_int8(kernels: list[KernelTime]) -> bool:
+    """Whether int8 kernels carry most of the counted time."""
+    int8 = sum(k.ms for k in kernels if k.dtype == "int8")
+    return int8 > 0.5 * sum(k.ms for k in kernels)
+
+
+def _chain_graph(k: int, int8: bool):
+    """``k`` 1x1 convolutions in a row (identity-like weights), float or QDQ (int8)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    c, n = CHAIN_CHANNELS, CHAIN_SIZE
+    eye = np.eye(c, dtype=np.float32)[:, :, None, None]
+    nodes, inits, prev = [], [], "input"
+    if int8:
+        inits += [numpy_helper.from_array(np.array(v, t), name) for v, t, name in (
+            (0.05, np.float32, "s"), (0, np.uint8, "z"), (0.01, np.float32, "ws"),
+            (0, np.int8, "wz"))]
+        nodes.append(helper.make_node("QuantizeLinear", ["input", "s", "z"], ["q0"]))
+        prev = "q0"
+    for i in range(k):
+        last = i == k - 1
+        if int8:
+            inits.append(numpy_helper.from_array((eye * 50).astype(np.int8), f"w{i}"))
+            nodes += [helper.make_node("DequantizeLinear", [prev, "s", "z"], [f"d{i}"]),
+                      helper.make_node("DequantizeLinear", [f"w{i}", "ws", "wz"], [f"dw{i}"]),
+                      helper.make_node("Conv", [f"d{i}", f"dw{i}"], [f"c{i}"], name=f"conv{i}"),
+                      helper.make_node("QuantizeLinear", [f"c{i}", "s", "z"], [f"q{i + 1}"])]
+            prev = f"q{i + 1}"
+        else:
+            inits.append(numpy_helper.from_array(eye * 0.5, f"w{i}"))
+            out = "output" if last else f"t{i}"
+            nodes.append(helper.make_node("Conv", [prev, f"w{i}"], [out], name=f"conv{i}"))
+            prev = out
+    if int8:
+        nodes.append(helper.make_node("DequantizeLinear", [prev, "s", "z"], ["output"]))
+    shape = [1, c, n, n]
+    return helper.make_graph(
+        nodes, f"chain{k}{'_int8' if int8 else ''}",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, shape)], inits)

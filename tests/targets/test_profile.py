@@ -174,7 +174,7 @@ def test_openvino_counters_are_read_as_the_cpu_plugin_keeps_them(monkeypatch, tm
     target = OpenVinoCpuTarget()
     monkeypatch.setattr(target, "_compile", lambda *a, **k: (compiled, None))
     monkeypatch.setattr(target, "_per_inference_ms", lambda *a: 0.01)
-    monkeypatch.setattr(target, "_per_node_ms", lambda *a: 0.0003)
+    monkeypatch.setattr(target, "_per_node_ms", lambda *a, **k: 0.0003)
     t = target.profile(tiny_artifacts()[True], {"x": np.zeros((1, 3, 16, 16), np.float32)},
                        tmp_path, runs=5, warmup=2)
     ms = {k.name: k.ms for k in t.kernels}
@@ -185,12 +185,20 @@ def test_openvino_counters_are_read_as_the_cpu_plugin_keeps_them(monkeypatch, tm
     assert {k.dispatch_ms for k in t.kernels} == {0.0003}  # scheduling, measured per node
 
 
-def test_openvino_scheduling_per_node_is_measured_not_assumed():
+@pytest.mark.parametrize("int8", [False, True], ids=["float", "int8"])
+def test_openvino_scheduling_per_node_is_measured_not_assumed(int8, tmp_path):
     """The chain measurement returns a small non-negative time per node (timings vary:
-    only its range is checked)."""
+    only its range is checked), on convolutions OpenVINO runs in the asked precision."""
     pytest.importorskip("openvino")
     from convdeploy.targets.base import RuntimeOptions
-    from convdeploy.targets.cpu_openvino import OpenVinoCpuTarget
+    from convdeploy.targets.cpu_openvino import (CHAIN_CHANNELS, CHAIN_SIZE,
+                                                 OpenVinoCpuTarget, _chain_graph, _mostly_int8)
 
-    per_node = OpenVinoCpuTarget()._per_node_ms(RuntimeOptions(1), runs=200)
+    target = OpenVinoCpuTarget()
+    per_node = target._per_node_ms(RuntimeOptions(1), int8=int8, runs=200)
     assert 0.0 <= per_node < 0.05
+    _, art = target._compile_graph(_chain_graph(5, int8), 17, RuntimeOptions(1), tmp_path)
+    x = np.ones((1, CHAIN_CHANNELS, CHAIN_SIZE, CHAIN_SIZE), np.float32)
+    kernels, _ = target._counted(art, {"input": x}, RuntimeOptions(1), runs=20, warmup=5)
+    convs = [k for k in kernels if k.kernel.startswith("Convolution")]
+    assert len(convs) == 5 and _mostly_int8(convs) == int8, [k.kernel for k in kernels]
