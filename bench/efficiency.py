@@ -141,7 +141,7 @@ def main() -> int:
     t0 = time.perf_counter()
     result = {"environment": environment(max(threads)), "revision": source_revision(ROOT),
               "threads": threads, "cells": [], "rewrite": []}
-    plots = RESULTS / "efficiency"
+    plots = args.out.parent / args.out.stem  # beside the JSON: bench/results/efficiency/
     for model in models:
         print(model, flush=True)
         with tempfile.TemporaryDirectory(prefix="convdeploy-eff-") as tmp:
