@@ -404,5 +404,10 @@ def _final(runner, prep, target, tcfg, searches, base, x_eval, y_eval,
             if r["label"] in ("revert-most-sensitive", "first-fit"):
                 r["latency_driven_vs_this"] = compare_windows(
                     ours["latency_windows_ms"], r["latency_windows_ms"],
-                    same_config=r["config"] == ours["config"])
+                    same_config=_model_of(r["config"]) == _model_of(ours["config"]))
     return out
+
+
+def _model_of(cfg) -> set:
+    """What a configuration changes: a layer listed at 8 bits is the base scheme's."""
+    return {(layer, p) for layer, p in cfg or () if p != W8}
