@@ -168,9 +168,18 @@ def isolated_timeline(path: Path, *, threads: int, batch: int, runs: int,
     notes.append(f"each isolated op less one invoke's own cost ({dispatch * 1e3:.1f} us)")
     ends = segment_ends([k.ms for k in kernels], [int(k.name.split(":")[0]) for k in kernels],
                         len(sub.operators), segments)
-    cuts = {end: (data if end == len(sub.operators) else prefix_model(model, end, schema))
-            for end in ends}
-    cuts[0] = _empty_model(schema)  # no op: what one invoke costs
+    cuts = {0: _empty_model(schema)}  # no op: what one invoke costs
+    for end in ends:
+        cut = data if end == len(sub.operators) else prefix_model(model, end, schema)
+        try:  # a prefix LiteRT cannot run merges its segment into the next
+            _invoke_ms(Interpreter(model_content=cut, num_threads=threads), runs=1, warmup=0,
+                       batch=batch)
+        except (RuntimeError, ValueError) as exc:
+            notes.append(f"the first {end} ops could not run as a model: "
+                         f"{str(exc).splitlines()[0]}")
+            continue
+        cuts[end] = cut
+    ends = [end for end in ends if end in cuts]
     times = _alternating_medians(cuts, threads=threads, batch=batch, rounds=rounds,
                                  runs=max(runs, 200), warmup=warmup)
     kernels, scales = _scaled(kernels, ends, times)
