@@ -143,11 +143,7 @@ class CandidateRunner:
 
     def compiled(self, path: Path, label: str = "tune"):
         """A candidate's (or the float model's) QDQ file compiled on the target."""
-        from convdeploy.exporters.artifact import Artifact, ArtifactFormat
-        from convdeploy.targets.base import RuntimeOptions
-
-        art = Artifact(path.stem, ArtifactFormat.ONNX, label, path=path)
-        return self.target.compile(art, path.parent, options=RuntimeOptions(self.threads))
+        return _compile_file(self.target, path, self.threads, path.parent, label)
 
     def session(self, path: Path, label: str = "tune") -> Callable[[], object]:
         """Makes a fresh compiled session of ``path`` on each call (``alternating_windows``)."""
@@ -201,15 +197,20 @@ def _top1_on(target_name: str, path: Path, threads: int, x: np.ndarray) -> np.nd
     (a target may write a copy of the model beside it)."""
     import tempfile
 
-    from convdeploy.exporters.artifact import Artifact, ArtifactFormat
     from convdeploy.targets import registry
+
+    with tempfile.TemporaryDirectory(prefix="convdeploy-top1-") as tmp:
+        return _top1(_compile_file(registry.get(target_name), Path(path), threads, Path(tmp)),
+                     x)
+
+
+def _compile_file(target, path: Path, threads: int, folder: Path, label: str = "tune"):
+    """The QDQ file at ``path`` compiled on ``target`` (what it writes goes to ``folder``)."""
+    from convdeploy.exporters.artifact import Artifact, ArtifactFormat
     from convdeploy.targets.base import RuntimeOptions
 
-    art = Artifact(Path(path).stem, ArtifactFormat.ONNX, "tune", path=Path(path))
-    with tempfile.TemporaryDirectory(prefix="convdeploy-top1-") as tmp:
-        runnable = registry.get(target_name).compile(art, Path(tmp),
-                                                     options=RuntimeOptions(threads))
-        return _top1(runnable, x)
+    art = Artifact(path.stem, ArtifactFormat.ONNX, label, path=path)
+    return target.compile(art, folder, options=RuntimeOptions(threads))
 
 
 def alternating_windows(sessions: dict[Hashable, Callable[[], object]], x: np.ndarray, *,
