@@ -509,7 +509,30 @@ def lower(model: onnx.ModelProto) -> OpGraph:
     """Lower a float or QDQ ONNX model of one input and one output (see the module doc)."""
     if len(model.graph.input) != 1 or len(model.graph.output) != 1:
         raise LoweringError("integer targets lower models of one input and one output")
-    return _Lowerer(model).run()
+    return _Lowerer(_uniquely_named(model)).run()
+
+
+def _uniquely_named(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model itself when every node has its own name; else a copy whose unnamed or repeated
+    node names get a unique one (``op_type_index``): ops, fusions and generated code are keyed by
+    node name, and ONNX makes names optional (other exporters leave them empty)."""
+    names = [n.name for n in model.graph.node]
+    if all(names) and len(set(names)) == len(names):
+        return model
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    seen = set(names)
+    taken: set[str] = set()
+    for i, node in enumerate(model.graph.node):
+        if node.name and node.name not in taken:
+            taken.add(node.name)
+            continue
+        name, k = f"{node.op_type}_{i}", 0
+        while name in seen or name in taken:
+            k += 1
+            name = f"{node.op_type}_{i}_{k}"
+        node.name = name
+        taken.add(name)
+    return model
 
 
 def lower_file(path) -> OpGraph:

@@ -63,3 +63,20 @@ def test_stride_two_conv_gets_an_explicit_pad_in_tflite():
     # PyTorch pads stride-2 convs on both sides; TFLite SAME would pad bottom/right only
     assert ops.count("PAD") == 2  # the option-A shortcut's channel pad + the stride-2 conv's
     assert "DEPTHWISE_CONV_2D" in ops and "FULLY_CONNECTED" in ops
+
+
+def test_unnamed_nodes_lower_like_named_ones():
+    """ONNX node names are optional: a model whose nodes have none (or repeat one) lowers to the
+    same ops as the named original (a fused ReLU must not hide every other unnamed node)."""
+    _, qdq = tiny_artifacts()
+    model = onnx.load(str(qdq.path))
+    named = lower(model)
+    for blank in ("", "same"):
+        copy = onnx.ModelProto.FromString(model.SerializeToString())
+        for node in copy.graph.node:
+            node.name = blank
+        graph = lower(copy)
+        assert [(op.kind, op.activation, op.output) for op in graph.ops] == \
+            [(op.kind, op.activation, op.output) for op in named.ops]
+        assert len({op.name for op in graph.ops}) == len(graph.ops)
+    assert all(node.name for node in model.graph.node)  # the caller's model is not touched
