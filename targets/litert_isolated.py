@@ -11,6 +11,12 @@ thread and 63% at 2 (8.9 MB of weights), int8 86%; ResNet-56 int8 91-96%, ResNet
 98-106% (0.3 MB). Streaming the model's bytes through the caches before each isolated run
 overshot instead (int8 MobileNetV2 126%), and at 2 threads measured the pool waking up (5x).
 
+An op is isolated with what XNNPACK fuses into it: a stride-2 convolution's explicit PAD
+(our writer's) is folded into the convolution in the model, but timed alone it copied the
+whole padded tensor (MobileNetV2 float at batch 32: PAD+depthwise ~0.5 ms, 6% of their
+bound), so a PAD read only by the next convolution is timed together with it
+(``fusion_groups``).
+
 So the ops' isolated times give the shares, and the model gives the totals: the model is cut
 into ``SEGMENTS`` runs of consecutive ops of about equal isolated time, the model's prefixes
 up to each cut are timed (in alternating rounds, a fresh interpreter each: ``prefix_model``),
@@ -47,6 +53,41 @@ def one_op_model(model, index: int, schema) -> bytes:
     """The ``index``-th operator of ``model`` (a ``ModelT``) as a model of its own: its
     constant operands keep their buffers, its other operands become the model's inputs."""
     return ops_model(model, [index], schema)
+
+
+_PADDED = ("CONV_2D", "DEPTHWISE_CONV_2D")  # kernels XNNPACK folds a preceding PAD into
+
+
+def fusion_groups(model, schema) -> list[list[int]]:
+    """The operators in stored order, each alone, except a PAD whose output only the next
+    operator reads, as its first input, that operator a convolution: ``[pad, conv]``."""
+    sub = model.subgraphs[0]
+    readers: dict[int, list[int]] = {}
+    for i, op in enumerate(sub.operators):
+        for t in op.inputs:
+            if t >= 0:
+                readers.setdefault(t, []).append(i)
+    groups, i = [], 0
+    while i < len(sub.operators):
+        op = sub.operators[i]
+        nxt = i + 1
+        if (_op_name(model, op, schema) == "PAD" and nxt < len(sub.operators)
+                and _op_name(model, sub.operators[nxt], schema) in _PADDED
+                and len(op.outputs) == 1 and op.outputs[0] not in set(sub.outputs)
+                and readers.get(op.outputs[0]) == [nxt]
+                and sub.operators[nxt].inputs[0] == op.outputs[0]):
+            groups.append([i, nxt])
+            i += 2
+            continue
+        groups.append([i])
+        i += 1
+    return groups
+
+
+def group_model(model, group: list[int], schema) -> bytes:
+    """The operators of one fusion group as a model: only the last one's outputs leave it."""
+    return ops_model(model, group, schema,
+                     outputs=list(model.subgraphs[0].operators[group[-1]].outputs))
 
 
 def prefix_model(model, end: int, schema) -> bytes:
@@ -141,11 +182,13 @@ def isolated_timeline(path: Path, *, threads: int, batch: int, runs: int,
     sub = model.subgraphs[0]
     dispatch = _invoke_ms(Interpreter(model_content=_empty_model(schema), num_threads=threads),
                           runs=max(runs, 200), warmup=warmup, batch=1)
-    kernels, notes = [], []
-    for index, op in enumerate(sub.operators):
-        name = _op_name(model, op, schema)
+    kernels, notes, last = [], [], {}
+    groups = fusion_groups(model, schema)
+    for group in groups:
+        index, op = group[0], sub.operators[group[-1]]
+        name = "+".join(_op_name(model, sub.operators[i], schema) for i in group)
         try:
-            interpreter = Interpreter(model_content=one_op_model(model, index, schema),
+            interpreter = Interpreter(model_content=group_model(model, group, schema),
                                       num_threads=threads)
             alone = _invoke_ms(interpreter, runs=runs, warmup=warmup, batch=batch)
             # an op shorter than the empty invoke's noise keeps a tenth of its time: no op
@@ -154,10 +197,11 @@ def isolated_timeline(path: Path, *, threads: int, batch: int, runs: int,
         except (RuntimeError, ValueError) as exc:
             notes.append(f"op {index} ({name}) could not run alone: {str(exc).splitlines()[0]}")
             continue
-        operands = [sub.tensors[i].name.decode() for i in op.inputs if i >= 0]
-        constants = [n for i, n in zip([i for i in op.inputs if i >= 0], operands)
-                     if sub.tensors[i].buffer and model.buffers[sub.tensors[i].buffer].data
-                     is not None and len(model.buffers[sub.tensors[i].buffer].data)]
+        constants = [sub.tensors[t].name.decode() for i in group
+                     for t in sub.operators[i].inputs
+                     if t >= 0 and sub.tensors[t].buffer
+                     and model.buffers[sub.tensors[t].buffer].data is not None
+                     and len(model.buffers[sub.tensors[t].buffer].data)]
         outputs = tuple(sub.tensors[i].name.decode() for i in op.outputs)
         dtype = _dtype(sub.tensors[op.outputs[0]].type, schema)
         # the writer names constants "<exported node>.<role>" (the node the op computes) and
@@ -166,8 +210,13 @@ def isolated_timeline(path: Path, *, threads: int, batch: int, runs: int,
                                         for c in constants))
         kernels.append(KernelTime(f"{index}:{name}", name, ms, dtype, initializers=(),
                                   tensors=outputs, originals=originals))
+        last[kernels[-1].name] = group[-1]
     notes.append(f"each isolated op less one invoke's own cost ({dispatch * 1e3:.1f} us)")
-    ends = segment_ends([k.ms for k in kernels], [int(k.name.split(":")[0]) for k in kernels],
+    fused = sum(len(g) > 1 for g in groups)
+    if fused:
+        notes.append(f"{fused} PAD(s) timed with the convolution they pad (fused in XNNPACK)")
+    # a cut falls after a group's last op, never inside it
+    ends = segment_ends([k.ms for k in kernels], [last[k.name] for k in kernels],
                         len(sub.operators), segments)
     cuts = {0: _empty_model(schema)}  # no op: what one invoke costs
     for end in ends:

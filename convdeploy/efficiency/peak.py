@@ -23,17 +23,21 @@ import numpy as np
 from convdeploy.files import write_text_atomic
 
 # (C_in = C_out, H = W, kernel): dense 3x3 convolutions at the sizes ConvNets run (CIFAR's
-# few channels at large maps to ImageNet's many at small ones), and one pointwise; the best
+# few channels at large maps to ImageNet's many at small ones), and two pointwise; the best
 # of them is the peak (small ones under-use the vector units, the largest spill the caches).
 CONV_SHAPES = ((16, 32, 3), (32, 16, 3), (64, 8, 3), (64, 56, 3), (128, 28, 3), (256, 14, 3),
-               (512, 7, 3), (256, 14, 1))
+               (512, 7, 3), (256, 14, 1), (64, 16, 1))
 # Add working sets (elements per operand): a layer's bytes are served by the smallest level
 # that holds them, so a CIFAR layer (tens of KB) is bounded by cache, not DRAM, bandwidth.
 # The first size measures the runtime's per-call cost, subtracted from the others.
 ADD_SIZES = (1 << 4, 1 << 12, 1 << 15, 1 << 18, 1 << 23)
 CHAIN = 5  # convs per chain: the peak is a conv's marginal time in it
-PEAK_BATCHES = (1, 8)
-CACHE_VERSION = 4
+# a small layer runs nearer the peak in a batch: at batches 1 and 8 only, CIFAR layers at
+# batch 32 passed the peak (MobileNetV2 int8 on LiteRT by 5%, ResNet-56 float on OpenVINO by
+# 2.5%); a conv of more than MAX_PEAK_MACS per call is saturated already and takes seconds
+PEAK_BATCHES = (1, 8, 32)
+MAX_PEAK_MACS = 2e9
+CACHE_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -170,14 +174,16 @@ def measure_peak(target, dtype: str, threads: int) -> Peak:
     A conv's time is its *marginal* cost in a chain: (time of CHAIN convs - time of one) /
     (CHAIN - 1). A lone conv also pays its layout conversions and one dispatch, which a layer
     inside a model does not (timed alone, ORT's float 16x32x32 conv reached ~0.8 of what the
-    same layer did inside ResNet-20); each shape at batch 1 and 8 (a batched layer runs
-    nearer the peak)."""
+    same layer did inside ResNet-20); each shape at ``PEAK_BATCHES`` (a batched layer runs
+    nearer the peak), a batch only while a call stays under ``MAX_PEAK_MACS``."""
     with tempfile.TemporaryDirectory(prefix="convdeploy-peak-") as tmp:
         best, where = 0.0, ""
         for channels, size, kernel in CONV_SHAPES:
             one, macs = _conv_model(channels, size, kernel, dtype, chain=1)
             many, _ = _conv_model(channels, size, kernel, dtype, chain=CHAIN)
             for batch in PEAK_BATCHES:
+                if batch > 1 and macs * batch > MAX_PEAK_MACS:
+                    continue
                 shape = (batch, channels, size, size)
                 t_one = _time_model(target, one, Path(tmp), threads, shape)
                 t_many = _time_model(target, many, Path(tmp), threads, shape)

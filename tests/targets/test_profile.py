@@ -62,25 +62,39 @@ def _tiny_int8_litert_run(seed: int):
 
 
 @pytest.mark.filterwarnings("ignore:.*experimental_preserve_all_tensors")
-def test_litert_one_op_cuts_equal_the_op_inside_the_model():
+def test_litert_isolated_cuts_equal_their_ops_inside_the_model():
+    """Each fusion group (an op alone, or a stride-2 conv with the PAD it reads, which XNNPACK
+    folds together) cut out as a model computes exactly its tensor inside the whole model."""
     target = _target("mobile-litert")
     from ai_edge_litert.interpreter import Interpreter
 
-    from convdeploy.targets.litert_isolated import one_op_model
+    from convdeploy.targets.litert_isolated import fusion_groups, group_model, one_op_model
 
     schema, model, whole, _ = _tiny_int8_litert_run(seed=0)
     sub = model.subgraphs[0]
-    for i, op in enumerate(sub.operators):
-        one = Interpreter(model_content=one_op_model(model, i, schema))
+    groups = fusion_groups(model, schema)
+    assert [i for g in groups for i in g] == list(range(len(sub.operators)))
+    pairs = [g for g in groups if len(g) == 2]
+    assert pairs, "the tiny model's stride-2 conv has an explicit PAD"
+    for g in pairs:
+        assert sub.operators[g[1]].inputs[0] == sub.operators[g[0]].outputs[0]
+    cuts = [(g, group_model(model, g, schema)) for g in groups]
+    cuts += [([i], one_op_model(model, i, schema)) for i in range(len(sub.operators))]
+    for group, content in cuts:
+        one = Interpreter(model_content=content)
         one.allocate_tensors()
-        feeds = [t for t in op.inputs if t >= 0 and not (
-            sub.tensors[t].buffer and model.buffers[sub.tensors[t].buffer].data is not None
-            and len(model.buffers[sub.tensors[t].buffer].data))]
+        made = {t for i in group for t in sub.operators[i].outputs}
+        feeds = [t for i in group for t in sub.operators[i].inputs if t >= 0 and t not in made
+                 and not (sub.tensors[t].buffer and model.buffers[sub.tensors[t].buffer].data
+                          is not None and len(model.buffers[sub.tensors[t].buffer].data))]
+        assert len(one.get_input_details()) == len(feeds)
         for d, t in zip(one.get_input_details(), feeds):
             one.set_tensor(d["index"], whole.get_tensor(t))
         one.invoke()
-        got = one.get_tensor(one.get_output_details()[0]["index"])
-        np.testing.assert_array_equal(got, whole.get_tensor(op.outputs[0]), err_msg=f"op {i}")
+        (out,) = one.get_output_details()  # a PAD fused with its conv is no output
+        np.testing.assert_array_equal(one.get_tensor(out["index"]),
+                                      whole.get_tensor(sub.operators[group[-1]].outputs[0]),
+                                      err_msg=f"ops {group}")
     assert target.name == "mobile-litert"
 
 
