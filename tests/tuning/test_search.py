@@ -54,11 +54,58 @@ def test_an_unreachable_budget_chooses_nothing():
 
 def test_unneeded_raises_are_dropped():
     # a large gain estimate for e that is not real: the greedy raises it, the pruning drops it
+    # (without the probes, which would have measured e's real gain first)
     gain = {**GAIN, "e": 0.01}
     r = S.latency_driven(LAYERS, base=(), raise_to="float", budget=S.Budget(0.911, 0.008),
-                         accuracy=acc, latency=lat, gain=gain, cost=COST)
+                         accuracy=acc, latency=lat, gain=gain, cost=COST, probe=False)
+    assert "e" in {x for s in r.steps for x, _ in s.config}  # it was raised
     assert "e" not in dict(r.chosen)
     assert S.Budget(0.911, 0.008).accuracy_ok(acc(r.chosen))
+
+
+def test_single_raises_are_measured_where_the_sensitivity_estimate_misleads():
+    """Near the floor the sensitivity estimate is noise: here it ranks e last, though e alone
+    recovers the budget for 0.01 ms. Measuring each single raise first finds it; the estimate
+    alone walks to b + c (0.10 ms), and first-fit's graph order stops at a (0.50 ms), which
+    alone recovers the budget too."""
+    real = {**GAIN, "a": 0.005, "e": 0.006}
+
+    def accuracy(cfg):
+        return BASE_ACC + sum(real[x] for x, p in cfg if p == "float")
+
+    budget = S.Budget(0.911, 0.006)  # floor 0.905
+    kw = dict(base=(), raise_to="float", budget=budget, accuracy=accuracy, latency=lat,
+              gain=GAIN, cost=COST)
+    blind = S.latency_driven(LAYERS, **kw, probe=False)
+    ours = S.latency_driven(LAYERS, **kw)
+    inc = S.first_fit(LAYERS, base=(), raise_to="float", budget=budget, accuracy=accuracy,
+                      latency=lat)
+    assert ours.chosen == S.config({"e": "float"})
+    assert [s.note for s in ours.steps[1:6]] == [f"probe {x} alone at float" for x in LAYERS]
+    assert lat(ours.chosen) < lat(blind.chosen) and lat(ours.chosen) < lat(inc.chosen)
+
+
+def test_the_shortlist_is_the_cheapest_by_the_profile_not_by_one_measurement():
+    """Every single raise meets the budget; one measurement flatters the dearest (a: 0.50 ms
+    by the profile). The configurations measured again are the cheapest by the profile's
+    estimate, so a, flattered or not, is never the choice."""
+    def accuracy(cfg):
+        return 0.91 if cfg else 0.90
+
+    def first(cfg):
+        return 0.80 if cfg == S.config({"a": "float"}) else lat(cfg)
+
+    asked = []
+
+    def confirm(cfgs):
+        asked.extend(cfgs)
+        return {c: [lat(c)] * 3 for c in cfgs}
+
+    r = S.latency_driven(LAYERS, base=(), raise_to="float", budget=S.Budget(0.911, 0.006),
+                         accuracy=accuracy, latency=first, gain=GAIN, cost=COST,
+                         confirm=confirm)
+    assert S.config({"a": "float"}) not in asked and len(asked) == S.SHORTLIST
+    assert r.chosen in (S.config({"d": "float"}), S.config({"e": "float"}))
 
 
 def test_a_speedup_floor_rejects_slow_configurations():
