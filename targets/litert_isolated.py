@@ -49,12 +49,6 @@ def _op_name(model, op, schema) -> str:
     return names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
 
 
-def one_op_model(model, index: int, schema) -> bytes:
-    """The ``index``-th operator of ``model`` (a ``ModelT``) as a model of its own: its
-    constant operands keep their buffers, its other operands become the model's inputs."""
-    return ops_model(model, [index], schema)
-
-
 _PADDED = ("CONV_2D", "DEPTHWISE_CONV_2D")  # kernels XNNPACK folds a preceding PAD into
 
 

@@ -68,7 +68,7 @@ def test_litert_isolated_cuts_equal_their_ops_inside_the_model():
     target = _target("mobile-litert")
     from ai_edge_litert.interpreter import Interpreter
 
-    from convdeploy.targets.litert_isolated import fusion_groups, group_model, one_op_model
+    from convdeploy.targets.litert_isolated import fusion_groups, group_model
 
     schema, model, whole, _ = _tiny_int8_litert_run(seed=0)
     sub = model.subgraphs[0]
@@ -79,7 +79,7 @@ def test_litert_isolated_cuts_equal_their_ops_inside_the_model():
     for g in pairs:
         assert sub.operators[g[1]].inputs[0] == sub.operators[g[0]].outputs[0]
     cuts = [(g, group_model(model, g, schema)) for g in groups]
-    cuts += [([i], one_op_model(model, i, schema)) for i in range(len(sub.operators))]
+    cuts += [([i], group_model(model, [i], schema)) for i in range(len(sub.operators))]
     for group, content in cuts:
         one = Interpreter(model_content=content)
         one.allocate_tensors()
