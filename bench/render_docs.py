@@ -20,7 +20,8 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 sys.path.insert(0, str(ROOT))  # the sibling render modules, also when imported from tests
 
 from render_tables import (_AUDIT_COLUMNS, _kb, _load, _ms, _num, _pct,  # noqa: E402
-                           _reuse_text, _scheme_checks, _spec_audit, _table, machine)
+                           _reuse_text, _scheme_checks, _spec_audit, _table, machine,
+                           sentence)
 from render_efficiency import (efficiency_section, efficiency_summary,  # noqa: E402
                                tune_section, tune_summary)
 from render_video import video_checks, video_demo_summary, video_section  # noqa: E402
@@ -43,7 +44,7 @@ def audit_section(data: dict, title: str) -> list[str]:
     if bench.get("targets_run"):
         lines.append(f"- Targets: {', '.join(bench['targets_run'])}.")
     if bench.get("note"):
-        lines.append(f"- Note: {bench['note']}.")
+        lines.append(f"- Note: {sentence(bench['note'])}")
     comp = bench.get("units_computed", {})
     lines += [f"- This run {_reuse_text(bench)}; units computed: {comp.get('quantize')} "
               f"quantize, {comp.get('accuracy')} accuracy, {comp.get('latency')} latency.", ""]

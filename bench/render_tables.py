@@ -30,6 +30,11 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(str(c) for c in r) + " |" for r in rows)]
 
 
+def sentence(text: str) -> str:
+    """``text`` ending in one full stop (notes are written with or without one)."""
+    return text if text.rstrip().endswith((".", "!", "?")) else text.rstrip() + "."
+
+
 def machine(env: dict) -> str:
     """``Intel Xeon, 2 cores, torch 2.13.0, ...`` from a result's environment block."""
     versions = env.get("versions", {})
@@ -60,7 +65,7 @@ def _spec_audit(data: dict, header: list[str], extra) -> list[str]:
     if bench.get("commit"):
         lines.append(f"- convdeploy {bench['commit']}; this run {_reuse_text(bench)}.")
     if bench.get("note"):
-        lines.append(f"- Note: {bench['note']}.")
+        lines.append(f"- Note: {sentence(bench['note'])}")
     for model, why in bench.get("models_skipped", {}).items():
         lines.append(f"- **{model} not run**: {why}.")
     lines.append("")

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 from render_tables import (RESULTS, _AUDIT_COLUMNS, _load, _ms, _num, _pct, _scheme_checks,
-                           _spec_audit, _table, machine)
+                           _spec_audit, _table, machine, sentence)
 
 
 def video_section() -> list[str]:
@@ -114,7 +114,7 @@ def _earlier_runs(data: dict) -> list[str]:
                      + ("identical in every cell" if same else "NOT identical")
                      + f"; latency medians {100 * np.median(spread):.1f}% apart (median over "
                      f"{len(spread)} cells), at most {100 * max(spread):.0f}%"
-                     + (f". Its note: {bench['note']}" if bench.get("note") else "") + ".")
+                     + (f". Its note: {sentence(bench['note'])}" if bench.get("note") else "."))
         columns.append((bench.get("commit", "?"), ratios(run["cells"])))
     rows = [[m, t, str(k), *(_num(r.get(key), 2) for _, r in columns), _num(now[key], 2)]
             for key in now for m, t, k in [key]]

@@ -16,17 +16,24 @@ REPORT_VERSION = 1
 
 def source_revision(directory: Path) -> str | None:
     """The git commit of the checkout holding ``directory`` (with "+changes" when tracked files
-    differ from it), as benchmarks record what they measured; None outside a git checkout."""
+    outside ``bench/results/`` differ from it), as benchmarks record what they measured; None
+    outside a git checkout."""
     import subprocess
 
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=directory, text=True,
                               capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=directory, text=True, capture_output=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                cwd=directory, text=True, capture_output=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
+    # what the benchmarks write is not source: a bench resuming its own results file (which
+    # it rewrites after each model) would otherwise no longer know its revision
+    dirty = [ln for ln in status.splitlines() if ln[3:] and not ln[3:].startswith(RESULTS)]
     return head + ("+changes" if dirty else "")
+
+
+RESULTS = "bench/results/"  # benchmark outputs, in the repository beside the code
 
 
 def cpu_model() -> str:
