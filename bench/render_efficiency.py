@@ -2,7 +2,7 @@
 how much of each latency the layers account for) and the data-movement rewrite's before/after."""
 from __future__ import annotations
 
-from render_tables import _load, _ms, _num, _pct, _table, machine
+from render_tables import _load, _ms, _num, _pct, _table, machine, sentence
 
 DISTURBED = 0.2  # other processes' cores beside a timing, from which it is flagged
 
@@ -99,6 +99,8 @@ def tune_section(name: str = "tune.json") -> list[str]:
     lines = [f"Machine: {machine(data['environment'])}; revision {data.get('revision')}; "
              f"target {data['target']}, 1 thread, batch 1; {data['wall_seconds'] / 60:.0f} "
              "min.", ""]
+    if data.get("note"):
+        lines += [f"Note: {sentence(data['note'])}", ""]
     if estimated:
         lines += ["The HTP's timings mean nothing here (emulated): its searches minimise an "
                   "estimate, the share of MACs at 16-bit activations, not a measured latency.",
