@@ -84,6 +84,25 @@ def test_self_timed_kernels_are_kept_as_recorded(index):
     assert p.attributed_ms == pytest.approx(0.25) and p.unattributed_ms == pytest.approx(0.0)
 
 
+def test_measured_dispatch_is_capped_at_what_the_latency_leaves(index):
+    """Self-timed kernels (0.5 ms) with 0.1 ms of dispatch each measured beside them, and a
+    0.1 ms per-inference cost: against a 0.8 ms latency the dispatch (0.4 in all) is scaled
+    to the 0.2 ms left, the kernels kept as recorded; against 1.2 ms all of it is kept."""
+    from dataclasses import replace
+
+    kw = dict(peaks={"int8": Peak(100.0, ((math.inf, 10.0),), "given")}, model="tiny",
+              precision="w8a8", target="t", threads=1, batch=1)
+    base = _timeline(1.0)
+    timeline = replace(base, kernels=tuple(replace(k, dispatch_ms=0.1) for k in base.kernels),
+                       kernels_inflated=False, per_inference_ms=0.1)
+    p = analyse(timeline, index, index.costs(), latency_ms=0.8, **kw)
+    ms = {r.layer: r.ms for r in p.layers}
+    assert ms["stem.0"] == pytest.approx(0.30 + 0.05) and ms["down.0"] == pytest.approx(0.15)
+    assert p.attributed_ms == pytest.approx(0.8) and p.unattributed_ms == pytest.approx(0.0)
+    p = analyse(timeline, index, index.costs(), latency_ms=1.2, **kw)
+    assert p.attributed_ms == pytest.approx(1.0) and p.unattributed_ms == pytest.approx(0.2)
+
+
 def test_efficiency_takes_off_only_what_is_surely_inside_the_kernels(index):
     """Kernels recorded 0.5 ms against a 0.3 ms latency in a 0.6 ms profiled run: 0.05 ms per
     event is surely inside the kernel records (0.075 per event in all): the long convolution
