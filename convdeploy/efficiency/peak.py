@@ -7,7 +7,7 @@ GMAC/s on one thread where a 1024^3 MatMulInteger reached 117, and with the GEMM
 real layers showed efficiencies above 1. A conv's time is its marginal cost in a chain of
 convs (``measure_peak``). Bandwidth is an elementwise Add at working sets from L1 to DRAM
 (bytes read and written per second, one call's cost subtracted), the better of the runtime's
-own float Add and numpy's: bytes are bytes whatever their dtype. A user may pass datasheet
+own float Add and numpy's on as many threads: bytes are bytes whatever their dtype. A user may pass datasheet
 values instead (``Peak`` is a plain dataclass); figures above them are flagged, never clipped.
 """
 from __future__ import annotations
@@ -22,11 +22,14 @@ import numpy as np
 
 from convdeploy.files import write_text_atomic
 
-# (C_in = C_out, H = W, kernel): dense 3x3 convolutions at the sizes ConvNets run (CIFAR's
-# few channels at large maps to ImageNet's many at small ones), and two pointwise; the best
-# of them is the peak (small ones under-use the vector units, the largest spill the caches).
-CONV_SHAPES = ((16, 32, 3), (32, 16, 3), (64, 8, 3), (64, 56, 3), (128, 28, 3), (256, 14, 3),
-               (512, 7, 3), (256, 14, 1), (64, 16, 1))
+# (C, H = W, kernel, expansion): dense 3x3 convolutions at the sizes ConvNets run (CIFAR's
+# few channels at large maps to ImageNet's many at small ones), pointwise ones, and
+# inverted-residual pointwise pairs (C -> 6C -> C: MobileNetV2's projection 384 -> 64 at 4x4
+# ran 5% above every C -> C conv on LiteRT int8); the best of them is the peak (small ones
+# under-use the vector units, the largest spill the caches).
+CONV_SHAPES = ((16, 32, 3, 1), (32, 16, 3, 1), (64, 8, 3, 1), (64, 56, 3, 1), (128, 28, 3, 1),
+               (256, 14, 3, 1), (512, 7, 3, 1), (256, 14, 1, 1), (64, 16, 1, 1),
+               (64, 4, 1, 6), (32, 16, 1, 6))
 # Add working sets (elements per operand): a layer's bytes are served by the smallest level
 # that holds them, so a CIFAR layer (tens of KB) is bounded by cache, not DRAM, bandwidth.
 # The first size measures the runtime's per-call cost, subtracted from the others.
@@ -37,7 +40,7 @@ CHAIN = 5  # convs per chain: the peak is a conv's marginal time in it
 # 2.5%); a conv of more than MAX_PEAK_MACS per call is saturated already and takes seconds
 PEAK_BATCHES = (1, 8, 32)
 MAX_PEAK_MACS = 2e9
-CACHE_VERSION = 5
+CACHE_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,10 @@ def machine_key() -> str:
 
 
 def _conv_model(channels: int, size: int, kernel: int, dtype: str, *, chain: int = 1,
-                seed: int = 0):
-    """``chain`` Conv+ReLU layers of one shape in a row, sharing one weight tensor (so the
+                expand: int = 1, seed: int = 0):
+    """``chain`` Conv+ReLU layers in a row: ``channels`` in and out, or with ``expand`` > 1
+    alternately ``channels -> expand x channels`` and back (an inverted-residual block's
+    pointwise pair: both have the same MACs), sharing one weight tensor per direction (so the
     chain measures compute, not a weight stream larger than the caches that one layer of a
     model would not have): float, or QDQ with uint8 activations and per-channel int8 weights
     (what convdeploy's W8A8 exports), which runtimes fuse into int8 kernels. Returns the
@@ -79,8 +84,11 @@ def _conv_model(channels: int, size: int, kernel: int, dtype: str, *, chain: int
 
     rng = np.random.default_rng(seed)
     pad = kernel // 2
+    wide = channels * expand
+    out_channels = wide if chain % 2 else channels
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, channels, size, size])
-    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [None, channels, size, size])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT,
+                                      [None, out_channels, size, size])
     attrs = {"kernel_shape": [kernel, kernel], "pads": [pad] * 4}
     nodes, inits = [], []
     current = "input"
@@ -90,36 +98,39 @@ def _conv_model(channels: int, size: int, kernel: int, dtype: str, *, chain: int
         nodes.append(helper.make_node("QuantizeLinear", ["input", "a_s", "a_zp"], ["q0"],
                                       name="qin"))
         current = "q0"
-    w = rng.standard_normal((channels, channels, kernel, kernel)).astype(np.float32) * 0.05
-    b = rng.standard_normal(channels).astype(np.float32) * 0.1
-    if dtype == "float":
-        inits += [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
-    else:
-        w_scale = np.abs(w).reshape(channels, -1).max(1) / 127
+    directions = ("", "_back") if expand > 1 else ("",)
+    for d, (c_out, c_in) in zip(directions, ((wide, channels), (channels, wide))):
+        w = rng.standard_normal((c_out, c_in, kernel, kernel)).astype(np.float32) * 0.05
+        b = rng.standard_normal(c_out).astype(np.float32) * 0.1
+        if dtype == "float":
+            inits += [numpy_helper.from_array(w, f"w{d}"), numpy_helper.from_array(b, f"b{d}")]
+            continue
+        w_scale = np.abs(w).reshape(c_out, -1).max(1) / 127
         inits += [numpy_helper.from_array(np.round(w / w_scale[:, None, None, None])
-                                          .astype(np.int8), "w_q"),
-                  numpy_helper.from_array(w_scale.astype(np.float32), "w_s"),
-                  numpy_helper.from_array(np.zeros(channels, np.int8), "w_zp"),
+                                          .astype(np.int8), f"w_q{d}"),
+                  numpy_helper.from_array(w_scale.astype(np.float32), f"w_s{d}"),
+                  numpy_helper.from_array(np.zeros(c_out, np.int8), f"w_zp{d}"),
                   numpy_helper.from_array(np.round(b / (w_scale * 0.02)).astype(np.int32),
-                                          "b_q"),
-                  numpy_helper.from_array((w_scale * 0.02).astype(np.float32), "b_s"),
-                  numpy_helper.from_array(np.zeros(channels, np.int32), "b_zp")]
+                                          f"b_q{d}"),
+                  numpy_helper.from_array((w_scale * 0.02).astype(np.float32), f"b_s{d}"),
+                  numpy_helper.from_array(np.zeros(c_out, np.int32), f"b_zp{d}")]
     for i in range(chain):
         last = i == chain - 1
+        d = directions[i % len(directions)]
         if dtype == "float":
             out = "output" if last else f"r{i}"
-            nodes += [helper.make_node("Conv", [current, "w", "b"], [f"c{i}"], name=f"conv{i}",
-                                       **attrs),
+            nodes += [helper.make_node("Conv", [current, f"w{d}", f"b{d}"], [f"c{i}"],
+                                       name=f"conv{i}", **attrs),
                       helper.make_node("Relu", [f"c{i}"], [out], name=f"relu{i}")]
             current = out
             continue
         # every node named: the lowering (exporters/lowering.py) keys ops by node name
         nodes += [helper.make_node("DequantizeLinear", [current, "a_s", "a_zp"], [f"x{i}"],
                                    name=f"dqx{i}"),
-                  helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_zp"], [f"w{i}"],
-                                   axis=0, name=f"dqw{i}"),
-                  helper.make_node("DequantizeLinear", ["b_q", "b_s", "b_zp"], [f"b{i}"],
-                                   axis=0, name=f"dqb{i}"),
+                  helper.make_node("DequantizeLinear", [f"w_q{d}", f"w_s{d}", f"w_zp{d}"],
+                                   [f"w{i}"], axis=0, name=f"dqw{i}"),
+                  helper.make_node("DequantizeLinear", [f"b_q{d}", f"b_s{d}", f"b_zp{d}"],
+                                   [f"b{i}"], axis=0, name=f"dqb{i}"),
                   helper.make_node("Conv", [f"x{i}", f"w{i}", f"b{i}"], [f"c{i}"],
                                    name=f"conv{i}", **attrs),
                   helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}"),
@@ -131,7 +142,7 @@ def _conv_model(channels: int, size: int, kernel: int, dtype: str, *, chain: int
                                       name="dqout"))
     graph = helper.make_graph(nodes, "peak_conv", [x], [y], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), \
-        channels * channels * kernel * kernel * size * size
+        channels * wide * kernel * kernel * size * size
 
 
 def _add_model(n: int):
@@ -178,9 +189,9 @@ def measure_peak(target, dtype: str, threads: int) -> Peak:
     nearer the peak), a batch only while a call stays under ``MAX_PEAK_MACS``."""
     with tempfile.TemporaryDirectory(prefix="convdeploy-peak-") as tmp:
         best, where = 0.0, ""
-        for channels, size, kernel in CONV_SHAPES:
-            one, macs = _conv_model(channels, size, kernel, dtype, chain=1)
-            many, _ = _conv_model(channels, size, kernel, dtype, chain=CHAIN)
+        for channels, size, kernel, expand in CONV_SHAPES:
+            one, macs = _conv_model(channels, size, kernel, dtype, chain=1, expand=expand)
+            many, _ = _conv_model(channels, size, kernel, dtype, chain=CHAIN, expand=expand)
             for batch in PEAK_BATCHES:
                 if batch > 1 and macs * batch > MAX_PEAK_MACS:
                     continue
@@ -192,13 +203,14 @@ def measure_peak(target, dtype: str, threads: int) -> Peak:
                     continue
                 if macs * batch / per_conv / 1e6 > best:
                     best = macs * batch / per_conv / 1e6
-                    where = f"conv {channels}x{size}x{size} k{kernel}, batch {batch}"
+                    where = (f"conv {channels}{f'<->{channels * expand}' if expand > 1 else ''}"
+                             f"x{size}x{size} k{kernel}, batch {batch}")
         times = []
         for n in ADD_SIZES:
             model, nbytes = _add_model(n)
             times.append((nbytes, _time_model(target, model, Path(tmp), threads, (1, n))))
     call_ms = times[0][1]
-    plain = _numpy_add_ms()
+    plain = _numpy_add_ms(threads)
     levels = tuple((float(nbytes), round(max(nbytes / max(ms - call_ms, 1e-4),
                                              nbytes / max(plain[n] - plain[ADD_SIZES[0]], 1e-4))
                                          / 1e6, 2))
@@ -207,22 +219,35 @@ def measure_peak(target, dtype: str, threads: int) -> Peak:
                 f"measured ({where}; bandwidth: the better of its float Add and numpy's)")
 
 
-def _numpy_add_ms() -> dict[int, float]:
+def _numpy_add_ms(threads: int = 1) -> dict[int, float]:
     """The fastest numpy ``a + c`` (into a preallocated output) per ADD_SIZES working set, in
-    ms: the machine's plain streaming rate, which a runtime's own elementwise kernel can fall
-    short of (OpenVINO's Add streamed ~1/3 of it here) while its convolutions do not."""
+    ms, with the arrays split over ``threads`` threads that each stream their part in a loop
+    (numpy lets go of the GIL): the machine's plain streaming rate at the cell's thread count,
+    which a runtime's own elementwise kernel can fall short of (OpenVINO's Add streamed ~1/3
+    of it here; LiteRT's Add runs on one thread) while its convolutions do not: with the
+    one-thread rate, MobileNetV2's float waterline on LiteRT at 2 threads and batch 32 came
+    out above the measured latency."""
     import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    def stream(a, c, o, repeats):
+        for _ in range(repeats):
+            np.add(a, c, out=o)
 
     out = {}
-    for n in ADD_SIZES:
-        a, c, o = (np.ones(n, np.float32) for _ in range(3))
-        best = float("inf")
-        t_end = time.perf_counter() + 0.3
-        while time.perf_counter() < t_end:
-            t0 = time.perf_counter()
-            np.add(a, c, out=o)
-            best = min(best, time.perf_counter() - t0)
-        out[n] = best * 1e3
+    with ThreadPoolExecutor(threads) as pool:
+        for n in ADD_SIZES:
+            parts = [[np.ones(len(p), np.float32) for _ in range(3)]
+                     for p in np.array_split(np.arange(n), threads)]
+            repeats = max(1, (1 << 20) // n)
+            best = float("inf")
+            t_end = time.perf_counter() + 0.3
+            while time.perf_counter() < t_end:
+                t0 = time.perf_counter()
+                for job in [pool.submit(stream, *p, repeats) for p in parts]:
+                    job.result()
+                best = min(best, (time.perf_counter() - t0) / repeats)
+            out[n] = best * 1e3
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from convdeploy.efficiency import peak as peak_mod
@@ -24,6 +25,31 @@ def test_the_int8_micro_conv_runs_as_one_integer_kernel(tmp_path):
     runnable = target.compile(Artifact("m", ArtifactFormat.ONNX, "w8a8", path=path), tmp_path)
     assert runnable.details["integer_kernels"] == {"QLinearConv": 1}
     assert runnable.details["float_convs"] == 0
+
+
+@pytest.mark.parametrize("dtype", ["float", "int8"])
+def test_the_pointwise_pair_chain_alternates_expansion_and_projection(dtype, tmp_path):
+    """C -> 6C -> C -> ...: every conv has the same MACs, the chain's shapes hold (ORT runs it),
+    and the int8 one is integer kernels only."""
+    import onnx
+
+    from convdeploy.exporters.artifact import Artifact, ArtifactFormat
+    from convdeploy.targets import registry
+
+    model, macs = _conv_model(8, 4, 1, dtype, chain=3, expand=6)
+    assert macs == 8 * 48 * 4 * 4
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    weights = [n.input[1] for n in convs]
+    assert len(convs) == 3 and weights[0] != weights[1] and \
+        (weights[0] == weights[2] if dtype == "float" else True)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    runnable = registry.get("cpu-ort").compile(
+        Artifact("m", ArtifactFormat.ONNX, dtype, path=path), tmp_path)
+    out = runnable({"input": np.ones((2, 8, 4, 4), np.float32)})
+    assert next(iter(out.values())).shape == (2, 48, 4, 4)
+    if dtype == "int8":
+        assert runnable.details["integer_kernels"] == {"QLinearConv": 3}
 
 
 def test_the_micro_models_are_written_for_litert(tmp_path):
