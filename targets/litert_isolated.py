@@ -162,10 +162,14 @@ def _invoke_ms(interpreter, *, runs: int, warmup: int, batch: int) -> float:
 SEGMENTS = 8  # runs of consecutive ops whose in-context time is measured (prefix models)
 MIN_SHARE = 0.1  # of an op's isolated time, kept when the empty invoke's cost is not less
 WINDOW_S = 0.1  # seconds per timing window of a prefix model
+# windows per isolated op (the median kept): with one, the segment scales of ResNet-20 int8
+# at batch 32 ranged x0.48-x1.42 from run to run, and a segment scaled below its convolutions'
+# isolated times put them up to 8% above the peak
+ISOLATED_ROUNDS = 3
 
 
 def isolated_timeline(path: Path, *, threads: int, batch: int, runs: int,
-                      warmup: int, segments: int = SEGMENTS, rounds: int = 5) -> Timeline:
+                      warmup: int, segments: int = SEGMENTS, rounds: int = 7) -> Timeline:
     """Every op of the ``.tflite`` at ``path`` timed alone on XNNPACK, then scaled to the
     in-context time of its segment (see the module doc)."""
     from ai_edge_litert.interpreter import Interpreter
@@ -178,19 +182,28 @@ def isolated_timeline(path: Path, *, threads: int, batch: int, runs: int,
                           runs=max(runs, 200), warmup=warmup, batch=1)
     kernels, notes, last = [], [], {}
     groups = fusion_groups(model, schema)
-    for group in groups:
-        index, op = group[0], sub.operators[group[-1]]
-        name = "+".join(_op_name(model, sub.operators[i], schema) for i in group)
+    alone: dict[int, tuple] = {}  # group -> (interpreter, its windows' mean times)
+    for g, group in enumerate(groups):
         try:
             interpreter = Interpreter(model_content=group_model(model, group, schema),
                                       num_threads=threads)
-            alone = _invoke_ms(interpreter, runs=runs, warmup=warmup, batch=batch)
-            # an op shorter than the empty invoke's noise keeps a tenth of its time: no op
-            # is free, and a share of zero would hide it from the segment's time
-            ms = max(alone - dispatch, MIN_SHARE * alone)
+            alone[g] = (interpreter, [_invoke_ms(interpreter, runs=runs, warmup=warmup,
+                                                 batch=batch)])
         except (RuntimeError, ValueError) as exc:
-            notes.append(f"op {index} ({name}) could not run alone: {str(exc).splitlines()[0]}")
-            continue
+            name = "+".join(_op_name(model, sub.operators[i], schema) for i in group)
+            notes.append(f"op {group[0]} ({name}) could not run alone: "
+                         f"{str(exc).splitlines()[0]}")
+    for _ in range(ISOLATED_ROUNDS - 1):  # each op in a few windows apart: a burst of
+        for interpreter, seen in alone.values():  # noise in one is not its time
+            seen.append(_invoke_ms(interpreter, runs=runs, warmup=1, batch=batch))
+    for g, (_, seen) in alone.items():
+        group = groups[g]
+        index, op = group[0], sub.operators[group[-1]]
+        name = "+".join(_op_name(model, sub.operators[i], schema) for i in group)
+        median = float(np.median(seen))
+        # an op shorter than the empty invoke's noise keeps a tenth of its time: no op
+        # is free, and a share of zero would hide it from the segment's time
+        ms = max(median - dispatch, MIN_SHARE * median)
         constants = [sub.tensors[t].name.decode() for i in group
                      for t in sub.operators[i].inputs
                      if t >= 0 and sub.tensors[t].buffer
