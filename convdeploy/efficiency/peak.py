@@ -221,12 +221,33 @@ def measure_peak(target, dtype: str, threads: int) -> Peak:
 
 def _numpy_add_ms(threads: int = 1) -> dict[int, float]:
     """The fastest numpy ``a + c`` (into a preallocated output) per ADD_SIZES working set, in
-    ms, with the arrays split over ``threads`` threads that each stream their part in a loop
-    (numpy lets go of the GIL): the machine's plain streaming rate at the cell's thread count,
-    which a runtime's own elementwise kernel can fall short of (OpenVINO's Add streamed ~1/3
-    of it here; LiteRT's Add runs on one thread) while its convolutions do not: with the
-    one-thread rate, MobileNetV2's float waterline on LiteRT at 2 threads and batch 32 came
-    out above the measured latency."""
+    ms: the machine's plain streaming rate, which a runtime's own elementwise kernel can fall
+    short of (OpenVINO's Add streamed ~1/3 of it here; LiteRT's Add runs on one thread)
+    while its convolutions do not. The fastest single call, and with ``threads`` > 1 also
+    the arrays split over as many threads that each stream their part in a loop (numpy lets
+    go of the GIL), whichever is faster: with the one-thread rate alone, MobileNetV2's float
+    waterline on LiteRT at 2 threads and batch 32 came out above its measured latency."""
+    import time
+
+    out = {}
+    for n in ADD_SIZES:
+        a, c, o = (np.ones(n, np.float32) for _ in range(3))
+        best = float("inf")
+        t_end = time.perf_counter() + 0.3
+        while time.perf_counter() < t_end:
+            t0 = time.perf_counter()
+            np.add(a, c, out=o)
+            best = min(best, time.perf_counter() - t0)
+        out[n] = best * 1e3
+    if threads > 1:
+        out = {n: min(ms, split) for (n, ms), split in
+               zip(out.items(), _threaded_add_ms(threads).values())}
+    return out
+
+
+def _threaded_add_ms(threads: int) -> dict[int, float]:
+    """Per ADD_SIZES working set, the fastest mean time (ms) of ``a + c`` split over
+    ``threads`` threads, each looping over its part."""
     import time
     from concurrent.futures import ThreadPoolExecutor
 
