@@ -29,8 +29,10 @@ def efficiency_section() -> list[str]:
              "Waterline: the sum of every layer's roofline bound (MACs / peak, bytes / "
              "bandwidth) with this machine's measured peaks; model efficiency: all MACs over "
              "the latency, over the peak of the dtype carrying most MACs; layers account for: "
-             "the kernels' share of the latency (LiteRT: ops timed alone, which can sum past "
-             "100%). Per-layer tables and plots: `bench/results/efficiency.json`, "
+             "the kernels' share of the latency, their dispatch included (LiteRT: ops timed "
+             "alone, scaled to their segment's time in the model; OpenVINO: its counters, "
+             "plus the time outside them measured on the model's prefixes; see "
+             "docs/efficiency.md). Per-layer tables and plots: `bench/results/efficiency.json`, "
              "`bench/results/efficiency/`.", ""]
     lines += _slowest(data) + rewrite_section(data)
     return lines
