@@ -142,11 +142,19 @@ def _kernel_dtype(args: dict) -> str:
             "int4": "int4", "uint4": "int4"}.get(kind, "float")
 
 
+TRUNCATION_US = 0.5  # what a whole-microsecond, truncated duration loses on average
+
+
 def _timeline(events: list[dict], graph, *, warmup: int, runs: int, threads: int) -> Timeline:
     """Mean time per run of each kernel over the timed runs (the first ``warmup`` runs of the
     profile dropped: their first-run allocations would count), and the mean gap between the
     end of the kernel before it and its start: the executor's dispatch of the node (and the
-    profiler's own recording, which the shares of the caller scale away)."""
+    profiler's own recording, which the shares of the caller scale away).
+
+    The profiler writes whole microseconds, truncated (``TimeDiffMicroSeconds``: a
+    ``duration_cast``), so each kernel event is credited half a microsecond (the expected
+    loss), taken from the gap after it: MobileNetV2's classifier at batch 32, a 3.5 us Gemm,
+    read 117 GMAC/s against a float conv peak of 107 without it."""
     import bisect
 
     windows = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
@@ -169,10 +177,11 @@ def _timeline(events: list[dict], graph, *, warmup: int, runs: int, threads: int
         if run < 0 or e["ts"] > windows[run][1]:
             continue  # a warm-up run
         name = e["name"][: -len("_kernel_time")]
-        total[name] = total.get(name, 0.0) + e["dur"] / 1e3
+        dur = e["dur"] + TRUNCATION_US
+        total[name] = total.get(name, 0.0) + dur / 1e3
         if run in previous_end:
             gaps[name] = gaps.get(name, 0.0) + max(0.0, e["ts"] - previous_end[run]) / 1e3
-        previous_end[run] = e["ts"] + e["dur"]
+        previous_end[run] = e["ts"] + dur
         kernel[name] = e["args"].get("op_name", "?")
         dtype.setdefault(name, _kernel_dtype(e["args"]))
     kernels = []

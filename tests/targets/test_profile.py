@@ -236,3 +236,26 @@ def test_openvino_prefixes_are_timed_and_their_growth_charged(int8, monkeypatch,
     t = target.profile(art, x, tmp_path, runs=20, warmup=5)
     dispatch = [k.dispatch_ms for k in t.kernels]
     assert min(dispatch) >= 0 and sum(dispatch) < t.run_ms and "prefixes" in t.method
+
+def test_ort_profile_credits_the_truncated_half_microsecond():
+    """Two timed runs after one warm-up, two kernels each: durations 3 and 5 us (whole,
+    truncated by the profiler) read as 3.5 and 5.5; the gap before the second kernel (ts 10
+    after 3 us from ts 6: 1 us, 0.5 once credited) is its dispatch."""
+    from onnx import helper
+
+    from convdeploy.targets.cpu_ort import _timeline
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["a"], "a"),
+                               helper.make_node("Relu", ["a"], ["b"], "b")], "g", [], [])
+    events = []
+    for start in (0, 100, 200):  # the first is the warm-up
+        events.append({"cat": "Session", "name": "model_run", "ts": start, "dur": 50})
+        events += [{"cat": "Node", "name": "a_kernel_time", "ts": start + 6, "dur": 3,
+                    "args": {"op_name": "Relu"}},
+                   {"cat": "Node", "name": "b_kernel_time", "ts": start + 10, "dur": 5,
+                    "args": {"op_name": "Relu"}}]
+    t = _timeline(events, graph, warmup=1, runs=2, threads=1)
+    got = {k.name: (k.ms, k.dispatch_ms) for k in t.kernels}
+    assert got["a"][0] == pytest.approx(0.0035) and got["b"][0] == pytest.approx(0.0055)
+    assert got["b"][1] == pytest.approx(0.0005) and got["a"][1] == 0.0
+    assert t.runs == 2 and t.run_ms == pytest.approx(0.05)
