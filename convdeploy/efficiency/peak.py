@@ -40,7 +40,8 @@ CHAIN = 5  # convs per chain: the peak is a conv's marginal time in it
 # 2.5%); a conv of more than MAX_PEAK_MACS per call is saturated already and takes seconds
 PEAK_BATCHES = (1, 8, 32)
 MAX_PEAK_MACS = 2e9
-CACHE_VERSION = 6
+RECHECKED, RECHECKS = 3, 2  # the fastest shapes, timed this many times more
+CACHE_VERSION = 7
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,19 @@ def _time_model(target, model, workdir: Path, threads: int, shape) -> float:
     return time_runs(runnable, {"input": x}, warmup=5, repeats=10, min_time_s=0.5)["min"]
 
 
+def _chain_gmacs(target, dtype: str, threads: int, key: tuple, workdir: Path) -> float:
+    """One shape's marginal GMAC/s in a chain (``measure_peak``); 0 where the chain was not
+    slower than one conv (noise)."""
+    channels, size, kernel, expand, batch = key
+    one, macs = _conv_model(channels, size, kernel, dtype, chain=1, expand=expand)
+    many, _ = _conv_model(channels, size, kernel, dtype, chain=CHAIN, expand=expand)
+    shape = (batch, channels, size, size)
+    t_one = _time_model(target, one, workdir, threads, shape)
+    t_many = _time_model(target, many, workdir, threads, shape)
+    per_conv = (t_many - t_one) / (CHAIN - 1)
+    return macs * batch / per_conv / 1e6 if per_conv > 0 else 0.0
+
+
 def measure_peak(target, dtype: str, threads: int) -> Peak:
     """Run the conv set and the Add on ``target`` and keep the best.
 
@@ -186,25 +200,27 @@ def measure_peak(target, dtype: str, threads: int) -> Peak:
     (CHAIN - 1). A lone conv also pays its layout conversions and one dispatch, which a layer
     inside a model does not (timed alone, ORT's float 16x32x32 conv reached ~0.8 of what the
     same layer did inside ResNet-20); each shape at ``PEAK_BATCHES`` (a batched layer runs
-    nearer the peak), a batch only while a call stays under ``MAX_PEAK_MACS``."""
+    nearer the peak), a batch only while a call stays under ``MAX_PEAK_MACS``. The
+    ``RECHECKED`` fastest are timed ``RECHECKS`` times more and keep their best: one pass
+    put ORT's float peak 6% under the run before, and ResNet-20's 64x8x8 convolutions, the
+    very shape of one of the set, at 1.02 of it."""
     with tempfile.TemporaryDirectory(prefix="convdeploy-peak-") as tmp:
-        best, where = 0.0, ""
+        rates = {}
         for channels, size, kernel, expand in CONV_SHAPES:
-            one, macs = _conv_model(channels, size, kernel, dtype, chain=1, expand=expand)
-            many, _ = _conv_model(channels, size, kernel, dtype, chain=CHAIN, expand=expand)
             for batch in PEAK_BATCHES:
+                macs = channels * channels * expand * kernel * kernel * size * size
                 if batch > 1 and macs * batch > MAX_PEAK_MACS:
                     continue
-                shape = (batch, channels, size, size)
-                t_one = _time_model(target, one, Path(tmp), threads, shape)
-                t_many = _time_model(target, many, Path(tmp), threads, shape)
-                per_conv = (t_many - t_one) / (CHAIN - 1)
-                if per_conv <= 0:
-                    continue
-                if macs * batch / per_conv / 1e6 > best:
-                    best = macs * batch / per_conv / 1e6
-                    where = (f"conv {channels}{f'<->{channels * expand}' if expand > 1 else ''}"
-                             f"x{size}x{size} k{kernel}, batch {batch}")
+                key = (channels, size, kernel, expand, batch)
+                rates[key] = _chain_gmacs(target, dtype, threads, key, Path(tmp))
+        for key in sorted(rates, key=rates.get, reverse=True)[:RECHECKED]:
+            for _ in range(RECHECKS):
+                rates[key] = max(rates[key], _chain_gmacs(target, dtype, threads, key,
+                                                          Path(tmp)))
+        (channels, size, kernel, expand, batch), best = max(rates.items(),
+                                                            key=lambda kv: kv[1])
+        where = (f"conv {channels}{f'<->{channels * expand}' if expand > 1 else ''}"
+                 f"x{size}x{size} k{kernel}, batch {batch}")
         times = []
         for n in ADD_SIZES:
             model, nbytes = _add_model(n)
