@@ -158,9 +158,9 @@ class OpenVinoCpuTarget(TargetBase):
         a third of what the models leave."""
         kernels, wall_ms = self._counted(artifact, inputs, options, runs, warmup)
         per_inference = self._per_inference_ms(options, max(runs, 200))
-        cuts, gaps = self._prefix_gaps(artifact, inputs, options, wall_ms,
-                                       per_inference, runs, warmup)
         model, _ = self._onnx(artifact, options)
+        cuts, gaps = self._prefix_gaps(model, artifact.precision, inputs, options, wall_ms,
+                                       per_inference, runs, warmup)
         dispatch = charge(kernels, _node_positions(model), [i for i, _ in cuts], gaps)
         kernels = tuple(replace(k, dispatch_ms=dispatch.get(k.name, 0.0)) for k in kernels)
         return Timeline(kernels, wall_ms,
@@ -207,23 +207,22 @@ class OpenVinoCpuTarget(TargetBase):
                                       originals=covers.get(info.node_name) or (info.node_name,)))
         return kernels, wall_ms
 
-    def _prefix_gaps(self, artifact: Artifact, inputs: dict[str, np.ndarray],
+    def _prefix_gaps(self, model, precision: str, inputs: dict[str, np.ndarray],
                      options: RuntimeOptions, wall_ms: float,
                      per_inference_ms: float, runs: int, warmup: int
                      ) -> tuple[list[tuple[int, str]], list[float]]:
-        """The cuts and, per segment between them (the last ends the model), what it adds to
-        the unprofiled time beyond its counters (ms): the prefixes, the whole model the last
-        (each ending in the same reduction, ``onnx_cuts.prefix``), are each compiled anew and
-        timed in alternating rounds of ~0.1 s (the median of the rounds' means), their
-        counters read from their own profiled runs; the first segment's growth is over the
-        per-inference cost."""
+        """The cuts of ``model`` (as ``_onnx`` gives it) and, per segment between them (the
+        last ends the model), what it adds to the unprofiled time beyond its counters (ms):
+        the prefixes, the whole model the last (each ending in the same reduction,
+        ``onnx_cuts.prefix``), are each compiled anew and timed in alternating rounds of
+        ~0.1 s (the median of the rounds' means), their counters read from their own
+        profiled runs; the first segment's growth is over the per-inference cost."""
         import tempfile
 
         import onnx
 
         from convdeploy.exporters.onnx_cuts import cut_points, prefix
 
-        model, _ = self._onnx(artifact, options)
         cuts = cut_points(model, SEGMENTS - 1)
         ends = [*cuts, (len(model.graph.node) - 1, model.graph.output[0].name)]
         as_given = replace(options, graph_rewrites=False)  # the prefixes are cut rewritten
@@ -233,8 +232,7 @@ class OpenVinoCpuTarget(TargetBase):
             for k, (i, tensor) in enumerate(ends):
                 path = Path(tmp) / f"prefix{k}.onnx"
                 onnx.save(prefix(model, i, tensor, f"prefix{k}"), str(path))
-                arts.append(Artifact(f"prefix{k}", ArtifactFormat.ONNX, artifact.precision,
-                                     path=path))
+                arts.append(Artifact(f"prefix{k}", ArtifactFormat.ONNX, precision, path=path))
             counted = [sum(k.ms for k in self._counted(a, inputs, as_given, runs, warmup)[0])
                        for a in arts]
             requests = [self._compile(a, as_given)[0].create_infer_request() for a in arts]
@@ -307,12 +305,6 @@ def _ov_dtype(kind: str) -> str:
     suffix = kind.rsplit("_", 1)[-1].lower()
     return {"i8": "int8", "u8": "int8", "i16": "int16", "u16": "int16",
             "bf16": "bf16", "f16": "float16"}.get(suffix, "float")
-
-
-def _mostly_int8(kernels: list[KernelTime]) -> bool:
-    """Whether int8 kernels carry most of the counted time."""
-    int8 = sum(k.ms for k in kernels if k.dtype == "int8")
-    return int8 > 0.5 * sum(k.ms for k in kernels)
 
 
 SEGMENTS = 8  # prefixes timed per profile: the uncounted time is placed to an eighth

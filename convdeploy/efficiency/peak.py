@@ -72,6 +72,11 @@ def machine_key() -> str:
     return f"{cpu_model()} x{os.cpu_count()}"
 
 
+def _conv_macs(channels: int, size: int, kernel: int, expand: int = 1) -> int:
+    """MACs of one conv of the set at batch 1 (a pair's two convs have the same)."""
+    return channels * channels * expand * kernel * kernel * size * size
+
+
 def _conv_model(channels: int, size: int, kernel: int, dtype: str, *, chain: int = 1,
                 expand: int = 1, seed: int = 0):
     """``chain`` Conv+ReLU layers in a row: ``channels`` in and out, or with ``expand`` > 1
@@ -143,7 +148,7 @@ def _conv_model(channels: int, size: int, kernel: int, dtype: str, *, chain: int
                                       name="dqout"))
     graph = helper.make_graph(nodes, "peak_conv", [x], [y], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), \
-        channels * wide * kernel * kernel * size * size
+        _conv_macs(channels, size, kernel, expand)
 
 
 def _add_model(n: int):
@@ -208,7 +213,7 @@ def measure_peak(target, dtype: str, threads: int) -> Peak:
         rates = {}
         for channels, size, kernel, expand in CONV_SHAPES:
             for batch in PEAK_BATCHES:
-                macs = channels * channels * expand * kernel * kernel * size * size
+                macs = _conv_macs(channels, size, kernel, expand)
                 if batch > 1 and macs * batch > MAX_PEAK_MACS:
                     continue
                 key = (channels, size, kernel, expand, batch)

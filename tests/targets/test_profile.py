@@ -231,7 +231,9 @@ def test_openvino_prefixes_are_timed_and_their_growth_charged(int8, monkeypatch,
     target = ov_target.OpenVinoCpuTarget()
     art = tiny_artifacts()[int8]
     x = {"x": np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32)}
-    cuts, gaps = target._prefix_gaps(art, x, RuntimeOptions(1), 0.1, 0.0, 20, 5)
+    model, _ = target._onnx(art, RuntimeOptions(1))
+    cuts, gaps = target._prefix_gaps(model, art.precision, x, RuntimeOptions(1), 0.1, 0.0,
+                                     20, 5)
     assert cuts and len(gaps) == len(cuts) + 1
     t = target.profile(art, x, tmp_path, runs=20, warmup=5)
     dispatch = [k.dispatch_ms for k in t.kernels]
