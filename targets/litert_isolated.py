@@ -24,6 +24,16 @@ and each segment's in-context time, the difference of two prefixes, is spread ov
 proportion to their isolated times. The ops then sum to the whole model's time less one
 invoke's own cost (a one-element ADD, measured alike), which is shown as its own row. The
 figures are labelled so wherever they are shown.
+
+A segment's scale is a difference of two noisy times: on this VM a ResNet-20 int8 prefix at
+batch 32 (12 ms) spreads by 0.35-0.45 ms (sd) from one window to the next, so the difference
+of two 7-round medians is good to ~0.25 ms, a quarter of a 1 ms segment. Taken at face value,
+ResNet's last segment came out x0.82-0.86 in every cell of one run and put its convolutions
+5% above the peak measured on their own shape. So each segment's scale is shrunk toward the
+whole model's (``_scaled``) by how much of its spread from it the timing noise explains
+(empirical Bayes: a segment whose scale differs from the model's by more than its noise keeps
+most of the difference, as MobileNetV2's float segments, whose weights miss the cache in
+context, do).
 """
 from __future__ import annotations
 
@@ -237,10 +247,12 @@ def isolated_timeline(path: Path, *, threads: int, batch: int, runs: int,
             continue
         cuts[end] = cut
     ends = [end for end in ends if end in cuts]
-    times = _alternating_medians(cuts, threads=threads, batch=batch, rounds=rounds,
-                                 runs=max(runs, 200), warmup=warmup)
-    kernels, scales = _scaled(kernels, ends, times)
+    times, errors = _alternating_medians(cuts, threads=threads, batch=batch, rounds=rounds,
+                                         runs=max(runs, 200), warmup=warmup)
+    kernels, raw, scales = _scaled(kernels, ends, times, errors)
     notes.append(f"{len(ends)} segments' in-context times over their isolated sums: "
+                 + ", ".join("-" if x is None else f"x{x:.2f}" for x in raw)
+                 + "; scales kept after shrinking toward the model's by the timing noise: "
                  + ", ".join(f"x{x:.2f}" for x in scales))
     # what the whole model runs in, in context: the kernels now sum to it less one invoke's
     # own cost, shown as its own row (per_inference_ms)
@@ -266,9 +278,10 @@ def segment_ends(ms: list[float], indices: list[int], n_ops: int, segments: int)
 
 
 def _alternating_medians(models: dict[int, bytes], *, threads: int, batch: int, rounds: int,
-                         runs: int, warmup: int) -> dict[int, float]:
+                         runs: int, warmup: int) -> tuple[dict[int, float], dict[int, float]]:
     """Median over ``rounds`` of each model's mean invoke time, the models timed in turn, a
-    fresh interpreter each time (a drift falls on all alike, no one allocation decides).
+    fresh interpreter each time (a drift falls on all alike, no one allocation decides), and
+    the median's standard error (1.2533 sd / sqrt(rounds), the normal approximation).
     Each window is at most ``runs`` invokes and about ``WINDOW_S`` long (at least 5 invokes):
     200 runs of ResNet-56 at batch 32 in 9 models and 5 rounds would take 11 minutes."""
     from ai_edge_litert.interpreter import Interpreter
@@ -283,24 +296,49 @@ def _alternating_medians(models: dict[int, bytes], *, threads: int, batch: int, 
                 once = _invoke_ms(interpreter, runs=1, warmup=warmup, batch=b)
                 count[key] = max(5, min(runs, int(WINDOW_S * 1e3 / max(once, 1e-3))))
             seen[key].append(_invoke_ms(interpreter, runs=count[key], warmup=warmup, batch=b))
-    return {k: float(np.median(v)) for k, v in seen.items()}
+    medians = {k: float(np.median(v)) for k, v in seen.items()}
+    errors = {k: float(1.2533 * np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+              for k, v in seen.items()}
+    return medians, errors
 
 
-def _scaled(kernels: list[KernelTime], ends: list[int], times: dict[int, float]
-            ) -> tuple[list[KernelTime], list[float]]:
-    """Each op's isolated time times its segment's in-context time (the difference of the
-    prefix models' times) over the segment's isolated sum. A segment whose prefixes did not
-    grow (ops too short to show above the timing noise) keeps its isolated times."""
-    out, scales, start = [], [], 0
+def _scaled(kernels: list[KernelTime], ends: list[int], times: dict[int, float],
+            errors: dict[int, float]
+            ) -> tuple[list[KernelTime], list[float | None], list[float]]:
+    """Each op's isolated time times its segment's scale; returns the ops, each segment's raw
+    scale (in-context time, the difference of its prefixes' times, over its isolated sum;
+    None where the prefixes did not grow) and the scale kept.
+
+    A raw scale r_i with noise variance v_i (from the prefixes' standard ``errors``) is
+    shrunk toward the model's scale g (all segments' time over all isolated time) as
+    g + t / (t + v_i) (r_i - g), with t the segments' spread about g that their noise does
+    not explain (mean (r_i - g)^2 less mean v_i, at least 0); a segment that did not grow
+    takes g. The ops are then rescaled together so that they sum to the model's time."""
+    segments, start = [], 0
     for end in ends:
         members = [k for k in kernels if start <= int(k.name.split(":")[0]) < end]
         isolated = sum(k.ms for k in members)
         context = times[end] - times[start]
-        scale = context / isolated if isolated > 0 and context > 0 else 1.0
-        scales.append(scale)
-        out += [replace(k, ms=k.ms * scale) for k in members]
+        grew = isolated > 0 and context > 0
+        segments.append((members, isolated, context / isolated if grew else None,
+                         (errors[end] ** 2 + errors[start] ** 2) / isolated ** 2
+                         if grew else 0.0))
         start = end
-    return out, scales
+    total = times[ends[-1]] - times[0] if ends else 0.0
+    isolated_total = sum(s[1] for s in segments)
+    if total <= 0 or isolated_total <= 0:  # nothing measured above the noise
+        return kernels, [s[2] for s in segments], [1.0] * len(segments)
+    model = total / isolated_total
+    grown = [(r, v) for _, _, r, v in segments if r is not None]
+    spread = max(0.0, float(np.mean([(r - model) ** 2 for r, _ in grown])
+                            - np.mean([v for _, v in grown]))) if grown else 0.0
+    scales = [model if r is None else
+              model + (spread / (spread + v) if spread + v > 0 else 1.0) * (r - model)
+              for _, _, r, v in segments]
+    fit = total / sum(s * seg[1] for s, seg in zip(scales, segments))
+    scales = [s * fit for s in scales]
+    out = [replace(k, ms=k.ms * s) for s, seg in zip(scales, segments) for k in seg[0]]
+    return out, [s[2] for s in segments], scales
 
 
 def _empty_model(schema) -> bytes:

@@ -135,13 +135,34 @@ def test_litert_segments_split_by_isolated_time_and_take_the_in_context_totals()
     kernels = [KernelTime(f"{i}:CONV", "CONV", ms, "int8") for i, ms in
                enumerate([0.010, 0.030, 0.020, 0.020])]
     # prefix times: none 0.002 ms, two ops 0.062 (x1.5 their isolated 0.040), all 0.082
-    scaled, scales = _scaled(kernels, [2, 4], {0: 0.002, 2: 0.062, 4: 0.082})
-    assert scales == pytest.approx([1.5, 0.5])
+    times = {0: 0.002, 2: 0.062, 4: 0.082}
+    exact = dict.fromkeys(times, 0.0)  # no timing noise: each segment keeps its own scale
+    scaled, raw, scales = _scaled(kernels, [2, 4], times, exact)
+    assert raw == pytest.approx([1.5, 0.5]) and scales == pytest.approx([1.5, 0.5])
     assert [k.ms for k in scaled] == pytest.approx([0.015, 0.045, 0.010, 0.010])
     assert sum(k.ms for k in scaled) == pytest.approx(0.082 - 0.002)
-    # a segment whose prefix did not grow (noise) keeps its isolated times
-    scaled, scales = _scaled(kernels, [2, 4], {0: 0.002, 2: 0.062, 4: 0.061})
-    assert scales == pytest.approx([1.5, 1.0]) and scaled[3].ms == pytest.approx(0.020)
+    # noise that explains part of the segments' spread about the model's scale (x1.0):
+    # v_i = (error_end^2 + error_start^2) / isolated^2, t = mean (r - 1)^2 - mean v
+    noisy = {0: 0.0, 2: 0.01, 4: 0.01}
+    v = [(0.01 ** 2) / 0.04 ** 2, 2 * (0.01 ** 2) / 0.04 ** 2]
+    t = max(0.0, 0.25 - sum(v) / 2)
+    scaled, raw, scales = _scaled(kernels, [2, 4], times, noisy)
+    kept = [1 + t / (t + v[0]) * 0.5, 1 - t / (t + v[1]) * 0.5]
+    fit = 0.080 / (kept[0] * 0.040 + kept[1] * 0.040)
+    assert scales == pytest.approx([k * fit for k in kept])
+    assert sum(k.ms for k in scaled) == pytest.approx(0.080)
+    # noise far above the spread: both take the model's scale
+    scaled, raw, scales = _scaled(kernels, [2, 4], times, dict.fromkeys(times, 0.1))
+    assert raw == pytest.approx([1.5, 0.5]) and scales == pytest.approx([1.0, 1.0])
+    assert [k.ms for k in scaled] == pytest.approx([k.ms for k in kernels])
+    # a segment whose prefix did not grow (noise) takes the model's scale, and all ops
+    # still sum to the model's time
+    times = {0: 0.002, 2: 0.062, 4: 0.061}
+    scaled, raw, scales = _scaled(kernels, [2, 4], times, exact)
+    assert raw[1] is None and sum(k.ms for k in scaled) == pytest.approx(0.059)
+    model = 0.059 / 0.080
+    fit = 0.059 / (1.5 * 0.040 + model * 0.040)
+    assert scales == pytest.approx([1.5 * fit, model * fit])
 
 
 def test_openvino_counters_are_read_as_the_cpu_plugin_keeps_them(monkeypatch, tmp_path):
