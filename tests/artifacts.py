@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import functools
-import tempfile
-from pathlib import Path
 
 import torch
 
-from tests.conftest import seeded_tiny_net
+from tests.conftest import scratch_dir, seeded_tiny_net
 
 
 @functools.lru_cache(maxsize=None)
@@ -27,7 +25,7 @@ def tiny_artifacts():
     from convdeploy.exporters.onnx_export import OnnxExporter
 
     _, qm, batches = tiny_quantized()
-    directory = Path(tempfile.mkdtemp(prefix="convdeploy-test-"))
+    directory = scratch_dir("convdeploy-test-")
     example = batches[0][:2]
     return (OnnxExporter(quantized=False, example=example).export(qm, directory),
             OnnxExporter(quantized=True, example=example).export(qm, directory))
@@ -39,5 +37,5 @@ def tiny_tflite_artifacts():
     from convdeploy.exporters.tflite_export import TfliteExporter
 
     flt, qdq = tiny_artifacts()
-    directory = Path(tempfile.mkdtemp(prefix="convdeploy-test-tflite-"))
+    directory = scratch_dir("convdeploy-test-tflite-")
     return TfliteExporter().export(flt, directory), TfliteExporter().export(qdq, directory)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,17 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 SHARED = Path(os.environ.get("CONVDEPLOY_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+_SCRATCH: list[tempfile.TemporaryDirectory] = []
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A new directory for what outlives one test (artifacts cached for the session): under
+    one root per test run, removed when the run ends (a test's own files go to ``tmp_path``).
+    Each run used to leave its exports in /tmp: 4 GB after a few hundred runs."""
+    if not _SCRATCH:
+        _SCRATCH.append(tempfile.TemporaryDirectory(prefix="convdeploy-tests-"))
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=_SCRATCH[0].name))
 
 
 class TinyNet(nn.Module):

@@ -4,13 +4,13 @@
 (judged in output LSBs)."""
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from tests.conftest import scratch_dir
 
 
 @dataclass
@@ -48,7 +48,7 @@ def roundtrip(model: torch.nn.Module, shape: tuple[int, ...], *, seed: int = 0, 
     batches = [torch.randn(8, *shape, generator=gen) for _ in range(4)]
     model = model.eval()
     qm = quantize(capture(model, batches[0][:2]), scheme or W8A8, batches, progress=False)
-    work = Path(tempfile.mkdtemp(prefix="convdeploy-op-"))
+    work = scratch_dir("convdeploy-op-")
     example = batches[0][:2]
     qdq = OnnxExporter(quantized=True, example=example).export(qm, work)
     x = torch.randn(samples, *shape, generator=gen)

@@ -120,6 +120,7 @@ class RayExecutor:
         import tempfile
 
         self._saved_env: dict[str, str | None] = {}
+        self._tmp: str | None = None
         already_imported = "ray" in sys.modules
         if not address:
             env = {**self.LOOPBACK_ENV, "RAY_AUTH_TOKEN": secrets.token_hex(16)}
@@ -177,8 +178,12 @@ class RayExecutor:
         return self._run(jobs, lambda unit: getattr(unit, "threads", 1), 1)
 
     def close(self) -> None:
+        import shutil
+
         self.ray.shutdown()
         self._restore_env()
+        if self._tmp:  # the local cluster's session files (logs, sockets)
+            shutil.rmtree(self._tmp, ignore_errors=True)
         if self._saved_env and "ray" in sys.modules:
             _refresh_ray_settings()
 

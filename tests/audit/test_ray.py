@@ -57,9 +57,12 @@ def test_local_cluster_listens_on_loopback_only():
         for address in addresses:
             host = address.rsplit(":", 1)[0].strip("[]")
             assert host in ("127.0.0.1", "::ffff:127.0.0.1", "::1"), addresses
+        session = Path(ex._tmp)
+        assert session.is_dir()
     finally:
         ex.close()
     assert home_ray.exists() == existed  # nothing written to ~/.ray
+    assert not session.exists()  # nor left in the temporary folder
 
 
 def test_ray_executor_gives_the_local_accuracy_figures(tmp_path):

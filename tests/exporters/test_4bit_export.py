@@ -1,8 +1,6 @@
 """4-bit and 16-bit QDQ files: the same codes, scales and zero points as the Encodings in either
 weight container, and both run on cpu-ort within LSBs of the simulation."""
 import functools
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -15,7 +13,7 @@ from convdeploy.exporters.qdq import read_qdq_params
 from convdeploy.quant import capture, quantize
 from convdeploy.quant.encodings import TensorKind
 from convdeploy.quant.scheme import W4A4, W4A8, W8A16
-from tests.conftest import seeded_tiny_net
+from tests.conftest import scratch_dir, seeded_tiny_net
 
 
 @functools.lru_cache(maxsize=None)
@@ -24,7 +22,7 @@ def exported(scheme_name: str, container: str):
     gen = torch.Generator().manual_seed(1)
     batches = [torch.randn(16, 3, 16, 16, generator=gen) for _ in range(4)]
     qm = quantize(capture(seeded_tiny_net(), batches[0][:2]), scheme, batches, progress=False)
-    directory = Path(tempfile.mkdtemp(prefix="convdeploy-4bit-"))
+    directory = scratch_dir("convdeploy-4bit-")
     art = OnnxExporter(quantized=True, example=batches[0][:2], container=container).export(
         qm, directory)
     return qm, art, batches

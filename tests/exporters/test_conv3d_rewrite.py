@@ -4,13 +4,13 @@ kernels and the HLS C-simulation then equal the integer reference on a P3D-style
 from __future__ import annotations
 
 import shutil
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
+
+from tests.conftest import scratch_dir
 
 GEOMETRIES = {  # (kernel, stride, padding, dilation) of one Conv3d, input (3, 4, 13, 11)
     "spatial-3x3": ((1, 3, 3), (1, 1, 1), (0, 1, 1), 1),
@@ -40,7 +40,7 @@ def _export(model: nn.Module, shape, quantized: bool = True):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     batches = [torch.randn(4, *shape, generator=gen) for _ in range(2)]
-    work = Path(tempfile.mkdtemp(prefix="convdeploy-3d-"))
+    work = scratch_dir("convdeploy-3d-")
     qm = quantize(capture(model.eval(), batches[0][:2]), W8A8, batches, progress=False)
     art = OnnxExporter(quantized=quantized, example=batches[0][:2]).export(qm, work)
     return art, (qm if quantized else model), batches
@@ -191,7 +191,7 @@ def test_the_torch_form_lowers_to_the_ops_the_lowering_writes_for_the_5d_graph()
                for s in (0, 1)]
     arts = []
     for graph in (gm, two_d):
-        work = Path(tempfile.mkdtemp(prefix="convdeploy-3d-"))
+        work = scratch_dir("convdeploy-3d-")
         qm = quantize(graph, W8A8, batches, progress=False)
         arts.append(OnnxExporter(quantized=True, example=batches[0][:2]).export(qm, work))
     from convdeploy.exporters.opgraph import OpKind

@@ -3,8 +3,6 @@ op's inputs are requantized to its own width, so every QDQ op group has one acti
 (what onnxruntime's QDQ selectors, and so the HTP's EP, need); the width changes lower to
 REQUANTIZE; the integer consumers agree (fpga-hls: tests/targets/test_fpga_hls.py)."""
 import functools
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,7 +11,7 @@ import torch
 from onnx import TensorProto
 
 from convdeploy.quant.scheme import W8A8, LayerOverride
-from tests.conftest import seeded_tiny_net
+from tests.conftest import scratch_dir, seeded_tiny_net
 
 LAYER = "dw.0"  # seeded_tiny_net: stem.0 -> dw.0 (ReLU6) -> down.0 -> fc
 
@@ -49,7 +47,7 @@ def _exported():
     batches = [torch.randn(16, 3, 16, 16, generator=gen) for _ in range(4)]
     scheme = W8A8.with_(overrides=(LayerOverride.parse(f"{LAYER}=8a16"),))
     qm = quantize(capture(seeded_tiny_net(), batches[0][:2]), scheme, batches, progress=False)
-    work = Path(tempfile.mkdtemp(prefix="convdeploy-mixed-"))
+    work = scratch_dir("convdeploy-mixed-")
     return qm, OnnxExporter(quantized=True, example=batches[0][:2]).export(qm, work), batches
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tests.conftest import scratch_dir
 from tests.exporters.test_integer_ops import AudioStyle, Constants, Elementwise, Gates, \
     HardSwishNet, Permutes, SplitsAndSlopes
 from tests.targets.conformance import TargetConformance
@@ -41,7 +41,7 @@ def _qdq(model: nn.Module, shape, scheme=None, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     batches = [torch.randn(8, *shape, generator=gen) for _ in range(3)]
     qm = quantize(capture(model, batches[0][:2]), scheme or W8A8, batches, progress=False)
-    work = Path(tempfile.mkdtemp(prefix="convdeploy-hls-")) / "work"
+    work = scratch_dir("convdeploy-hls-") / "work"
     work.mkdir(parents=True)
     return OnnxExporter(quantized=True, example=batches[0][:2]).export(qm, work), work
 
@@ -156,7 +156,7 @@ def test_testbench_fails_on_a_one_lsb_change():
     from tests.artifacts import tiny_artifacts
 
     _, qdq = tiny_artifacts()
-    work = Path(tempfile.mkdtemp(prefix="convdeploy-tb-")) / "work"
+    work = scratch_dir("convdeploy-tb-") / "work"
     work.mkdir(parents=True)
     hls = registry.get("fpga-hls").compile(qdq, work)
     tb = hls.project.path / "build" / "testbench"
@@ -186,7 +186,7 @@ def test_hostile_layer_names_cannot_reach_the_cpp():
     graph = lower_file(qdq.path)
     for op, name in zip(graph.ops, HOSTILE * 3):
         op.name = name
-    out = Path(tempfile.mkdtemp(prefix="convdeploy-hostile-"))
+    out = scratch_dir("convdeploy-hostile-")
     hls_writer.write_project(graph, out)
     text = "".join(p.read_text() for p in (out / "firmware").rglob("*.h")) + \
         (out / "firmware" / "model_top.cpp").read_text()
@@ -303,7 +303,7 @@ def test_the_trace_names_the_first_layer_that_diverges():
     from tests.artifacts import tiny_artifacts
 
     _, qdq = tiny_artifacts()
-    work = Path(tempfile.mkdtemp(prefix="convdeploy-trace-")) / "work"
+    work = scratch_dir("convdeploy-trace-") / "work"
     work.mkdir(parents=True)
     hls = registry.get("fpga-hls").compile(qdq, work)
     layer = next(layer for layer in hls.project.layers if layer.op.kind.name == "CONV"

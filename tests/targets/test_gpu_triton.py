@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,8 @@ import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from tests.conftest import scratch_dir
 
 pytest.importorskip("triton", reason="triton is not installed (pip install triton)")
 
@@ -74,7 +75,7 @@ def _qdq(model: nn.Module, shape, scheme, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     batches = [torch.randn(8, *shape, generator=gen) for _ in range(3)]
     qm = quantize(capture(model.eval(), batches[0][:2]), scheme, batches, progress=False)
-    work = Path(tempfile.mkdtemp(prefix="convdeploy-gpu-"))
+    work = scratch_dir("convdeploy-gpu-")
     return OnnxExporter(quantized=True, example=batches[0][:2]).export(qm, work), work
 
 
