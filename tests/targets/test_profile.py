@@ -242,8 +242,10 @@ def test_openvino_uncounted_time_is_charged_to_the_segment_that_added_it():
 @pytest.mark.parametrize("int8", [False, True], ids=["float", "int8"])
 def test_openvino_prefixes_are_timed_and_their_growth_charged(int8, monkeypatch, tmp_path):
     """On the tiny model: the prefixes compile and run, the segments are one more than the
-    cuts, every kernel's dispatch is non-negative and all of it is below the model's time
-    (timings vary: only ranges are checked)."""
+    cuts, and the profile's kernels carry exactly the segments' positive growths, none
+    negative. (Their sum is not checked against the model's time: the prefixes are timed
+    apart from it, and with another job on the machine they exceeded it; the analysis caps
+    the dispatch at what the latency leaves.)"""
     pytest.importorskip("openvino")
     import convdeploy.targets.cpu_openvino as ov_target
     from convdeploy.targets.base import RuntimeOptions
@@ -256,9 +258,19 @@ def test_openvino_prefixes_are_timed_and_their_growth_charged(int8, monkeypatch,
     cuts, gaps = target._prefix_gaps(model, art.precision, x, RuntimeOptions(1), 0.1, 0.0,
                                      20, 5)
     assert cuts and len(gaps) == len(cuts) + 1
+    measured = []
+    real = target._prefix_gaps
+
+    def recorded(*args, **kwargs):
+        measured.append(real(*args, **kwargs))
+        return measured[-1]
+
+    monkeypatch.setattr(target, "_prefix_gaps", recorded)
     t = target.profile(art, x, tmp_path, runs=20, warmup=5)
     dispatch = [k.dispatch_ms for k in t.kernels]
-    assert min(dispatch) >= 0 and sum(dispatch) < t.run_ms and "prefixes" in t.method
+    (_, gaps), = measured
+    assert min(dispatch) >= 0 and "prefixes" in t.method
+    assert sum(dispatch) == pytest.approx(sum(max(0.0, g) for g in gaps))
 
 def test_ort_profile_credits_the_truncated_half_microsecond():
     """Two timed runs after one warm-up, two kernels each: durations 3 and 5 us (whole,
